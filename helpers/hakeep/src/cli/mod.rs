@@ -1,0 +1,52 @@
+//! The `hakeep` command line: parsing, dispatch, and exit codes.
+
+mod args;
+mod config_cmds;
+
+use clap::Parser;
+
+pub use args::{Cli, Command};
+
+/// Exit codes shared by every command (docs/cli.md).
+pub mod exit {
+    /// Done; everything is as intended.
+    pub const OK: i32 = 0;
+    /// The input is invalid, or something is not as intended.
+    pub const PROBLEM: i32 = 1;
+    /// Could not tell: unreadable input, usage error, or an environment problem.
+    pub const CANNOT_TELL: i32 = 2;
+}
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("hakeep: {err:#}");
+            exit::CANNOT_TELL
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Validate => config_cmds::validate(&cli.config),
+        Command::Render { what } => match what {
+            args::RenderWhat::Keepalived {
+                node,
+                output,
+                verify,
+            } => config_cmds::render_keepalived(&cli.config, &node, output.as_deref(), verify),
+        },
+        Command::KeepalivedCheck {
+            file,
+            interface,
+            inside_scratch_netns,
+        } => config_cmds::keepalived_check(&file, &interface, inside_scratch_netns),
+        Command::Version => {
+            println!("hakeep {}", env!("CARGO_PKG_VERSION"));
+            Ok(exit::OK)
+        }
+    }
+}

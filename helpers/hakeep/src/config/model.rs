@@ -1,0 +1,176 @@
+//! The typed cluster model (cluster.yml schema v1). Field names follow DESIGN.md §4.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Highest VRRP priority hakeep hands out; the first node of a group gets it.
+pub const TOP_PRIORITY: u8 = 200;
+/// Priority distance between consecutive nodes of a group's preference order.
+pub const PRIORITY_STEP: u8 = 10;
+/// Longest preference list the priority formula supports (200 - 10 * 19 = 10).
+pub const MAX_NODES_PER_GROUP: usize = 20;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub keepalived: KeepalivedSettings,
+    pub nodes: Vec<Node>,
+    pub groups: Vec<Group>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepalivedSettings {
+    /// Advertisement interval in milliseconds (keepalived's resolution is 10 ms).
+    pub advert_int_ms: u32,
+    pub vrrp_version: u8,
+    pub unicast: bool,
+    pub auth_pass: Option<String>,
+}
+
+impl Default for KeepalivedSettings {
+    fn default() -> Self {
+        KeepalivedSettings {
+            advert_int_ms: 1000,
+            vrrp_version: 2,
+            unicast: true,
+            auth_pass: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub address: IpAddr,
+    pub interface: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub vrid: u8,
+    /// Preference order: the first node is preferred.
+    pub nodes: Vec<String>,
+    pub preempt: Preempt,
+    pub volumes: Vec<Volume>,
+    pub filesystems: Vec<Filesystem>,
+    pub ips: Vec<FloatingIp>,
+    pub services: Vec<Service>,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preempt {
+    /// `preempt: false`: a recovered preferred node does not take the group back.
+    Never,
+    /// `preempt: true`: it takes the group back at once.
+    Immediately,
+    /// `preempt: N`: it takes the group back after N seconds as BACKUP.
+    AfterSeconds(u16),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Volume {
+    None,
+    Iscsi(IscsiVolume),
+    Nvmesh(NvmeshVolume),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IscsiVolume {
+    /// host:port of the target portal.
+    pub portal: String,
+    pub target: String,
+    pub lun: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvmeshVolume {
+    pub volume: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filesystem {
+    Device {
+        device: PathBuf,
+        mountpoint: PathBuf,
+        fstype: String,
+        options: Vec<String>,
+    },
+    Bind {
+        source: PathBuf,
+        mountpoint: PathBuf,
+    },
+}
+
+impl Filesystem {
+    pub fn mountpoint(&self) -> &PathBuf {
+        match self {
+            Filesystem::Device { mountpoint, .. } | Filesystem::Bind { mountpoint, .. } => {
+                mountpoint
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloatingIp {
+    pub address: IpAddr,
+    pub prefix: u8,
+    /// Interface to raise it on; `None` means each node's own `interface`.
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
+    /// A systemd unit, canonical name with its suffix (`.service` added when missing).
+    Unit(String),
+    /// A resource script called as `PATH start|stop|status`.
+    Script { path: PathBuf, timeout_secs: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub interval_secs: u32,
+    pub timeout_secs: u32,
+    /// Consecutive failures before the check counts as failed.
+    pub fall: u32,
+    /// Consecutive successes before a failed check counts as passing again.
+    pub rise: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    Ping(IpAddr),
+    Tcp { host: IpAddr, port: u16 },
+    Mount(PathBuf),
+    Ip(IpAddr),
+    Command(Vec<String>),
+}
+
+impl Cluster {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// Groups this node takes part in, in file order.
+    pub fn groups_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Group> + 'a {
+        self.groups
+            .iter()
+            .filter(move |g| g.nodes.iter().any(|n| n == node))
+    }
+}
+
+impl Group {
+    /// VRRP priority of `node`: `200 - 10 × position` in the preference order.
+    pub fn priority_of(&self, node: &str) -> Option<u8> {
+        let position = self.nodes.iter().position(|n| n == node)?;
+        let position = u8::try_from(position).ok()?;
+        TOP_PRIORITY.checked_sub(PRIORITY_STEP.checked_mul(position)?)
+    }
+}

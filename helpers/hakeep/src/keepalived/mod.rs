@@ -1,0 +1,3 @@
+//! Talking to keepalived: checking a config the way it will run.
+
+pub mod check;

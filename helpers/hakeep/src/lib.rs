@@ -1,0 +1,11 @@
+//! hakeep: keepalived decides where each service group lives; hakeep makes that node
+//! really serve it. The modules follow the data flow: `config` (cluster.yml) →
+//! `render` (keepalived.conf) → `keepalived` → `exec` (running programs).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod exec;
+pub mod fsutil;
+pub mod keepalived;
+pub mod render;

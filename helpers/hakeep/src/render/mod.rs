@@ -1,0 +1,48 @@
+//! Derives each node's keepalived.conf from the cluster model.
+
+mod view;
+
+use minijinja::Environment;
+
+use crate::config::Cluster;
+pub use view::{KeepalivedView, FIFO_PATH, TRACK_DIR};
+
+const KEEPALIVED_TEMPLATE: &str = include_str!("templates/keepalived.conf.j2");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("node {node:?} is not in cluster {cluster:?} (nodes: {known})")]
+    UnknownNode {
+        node: String,
+        cluster: String,
+        known: String,
+    },
+    #[error("rendering keepalived.conf: {0}")]
+    Template(#[from] minijinja::Error),
+}
+
+/// keepalived.conf for `node`: identical input gives byte-identical output.
+pub fn keepalived_conf(cluster: &Cluster, node: &str) -> Result<String, RenderError> {
+    let view = KeepalivedView::new(cluster, node).ok_or_else(|| RenderError::UnknownNode {
+        node: node.to_string(),
+        cluster: cluster.name.clone(),
+        known: cluster
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })?;
+    let mut env = Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()?,
+    );
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template("keepalived.conf", KEEPALIVED_TEMPLATE)?;
+    Ok(env
+        .get_template("keepalived.conf")?
+        .render(minijinja::value::Serde(&view))?)
+}

@@ -1,0 +1,171 @@
+//! cluster.yml validation: each bad input is rejected with the right line, column and field.
+
+use hakeep::config;
+
+/// A valid two-node cluster; each case changes one thing.
+const BASE: &str = r#"cluster: lab
+keepalived:
+  advert_int: 1
+  vrrp_version: 2
+  unicast: true
+  auth_pass: "secret"
+nodes:
+  nfs1: { address: 192.168.56.11, interface: eth1 }
+  nfs2: { address: 192.168.56.12, interface: eth1 }
+groups:
+  nfs:
+    vrid: 51
+    nodes: [nfs1, nfs2]
+    preempt: false
+    volumes:
+      - iscsi: { portal: "192.168.56.10:3260", target: "iqn.2026-11.org.example:nfs", lun: 1 }
+    filesystems:
+      - { device: /dev/sdb, mountpoint: /srv/nfs, fstype: xfs }
+      - { bind: /srv/nfs/.state/nfs, mountpoint: /var/lib/nfs }
+    ips:
+      - { address: 192.168.56.100/24, interface: eth1 }
+    services: [nfs-server.service]
+    checks:
+      - { ping: 192.168.56.1 }
+"#;
+
+fn with(from: &str, to: &str) -> String {
+    assert!(
+        BASE.contains(from),
+        "test bug: {from:?} is not in the base config"
+    );
+    BASE.replacen(from, to, 1)
+}
+
+/// Errors as `line:col: path: message`, without the file name.
+fn errors(text: &str) -> Vec<String> {
+    match config::from_str("cluster.yml", text) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.diagnostics().iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+#[test]
+fn base_config_is_valid() {
+    assert_eq!(errors(BASE), Vec::<String>::new());
+}
+
+#[test]
+fn every_documented_example_is_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml") {
+            seen += 1;
+            if let Err(e) = config::load(&path) {
+                panic!("{} should be valid:\n{e}", path.display());
+            }
+        }
+    }
+    assert!(
+        seen >= 5,
+        "expected the five documented examples, found {seen}"
+    );
+}
+
+#[test]
+fn bad_inputs_name_line_column_and_field() {
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("typo in a key", with("    preempt: false", "    prempt: false"), "14:5: groups.nfs.prempt: unknown field (did you mean \"preempt\"?)"),
+        ("unknown top-level key", format!("{BASE}extra: 1\n"), "25:1: extra: unknown field"),
+        ("duplicate vrid", format!("{BASE}  web:\n    vrid: 51\n    nodes: [nfs2]\n    ips: [192.168.56.101/24]\n"), "26:11: groups.web.vrid: vrid 51 is already used by group \"nfs\""),
+        ("duplicate VIP", format!("{BASE}  web:\n    vrid: 52\n    nodes: [nfs2]\n    ips: [192.168.56.100/24]\n"), "28:11: groups.web.ips[0].address: 192.168.56.100 is already a floating IP of group \"nfs\""),
+        ("unknown node", with("nodes: [nfs1, nfs2]", "nodes: [nfs1, nfs3]"), "13:19: groups.nfs.nodes[1]: unknown node \"nfs3\""),
+        ("invalid IP prefix", with("192.168.56.100/24", "10.0.0.300/24"), "21:20: groups.nfs.ips[0].address: \"10.0.0.300/24\" is not an IP prefix"),
+        ("prefix too long", with("192.168.56.100/24", "192.168.56.100/33"), "21:20: groups.nfs.ips[0].address: \"192.168.56.100/33\" has prefix length 33"),
+        ("relative mountpoint", with("mountpoint: /srv/nfs,", "mountpoint: srv/nfs,"), "18:41: groups.nfs.filesystems[0].mountpoint: \"srv/nfs\" must be an absolute path"),
+        ("shell metacharacters in a unit", with("[nfs-server.service]", "[\"nfs; rm -rf /\"]"), "22:16: groups.nfs.services[0]: \"nfs; rm -rf /\" is not a valid systemd unit name"),
+        ("shell metacharacters in a path", with("device: /dev/sdb", "device: \"/dev/sdb$(reboot)\""), "18:19: groups.nfs.filesystems[0].device: \"/dev/sdb$(reboot)\" contains '$'"),
+        ("fractional advert_int with VRRPv2", with("advert_int: 1", "advert_int: 0.5"), "3:15: keepalived.advert_int: \"0.5\" is fractional; sub-second adverts need vrrp_version: 3"),
+        ("node missing its address", with("nfs2: { address: 192.168.56.12, interface: eth1 }", "nfs2: { interface: eth1 }"), "9:3: nodes.nfs2.address: missing required field"),
+        ("group without floating IP", with("    ips:\n      - { address: 192.168.56.100/24, interface: eth1 }\n", ""), "11:3: groups.nfs.ips: a group needs at least one floating IP"),
+        ("auth_pass too long", with("auth_pass: \"secret\"", "auth_pass: \"secret123\""), "6:14: keepalived.auth_pass: \"secret123\" is 9 characters long; keepalived uses at most 8"),
+        ("vrid out of range", with("vrid: 51", "vrid: 256"), "12:11: groups.nfs.vrid: \"256\" is not a whole number from 1 to 255"),
+        ("vrid zero", with("vrid: 51", "vrid: 0"), "12:11: groups.nfs.vrid: \"0\" is not a whole number from 1 to 255"),
+        ("upper-case group name", with("  nfs:\n", "  NFS:\n"), "11:3: groups.NFS: name \"NFS\" must be 1-32 characters of a-z, 0-9 and '-'"),
+        ("bad cluster name", with("cluster: lab", "cluster: my_lab"), "1:10: cluster: \"my_lab\" must be 1-32 characters"),
+        ("interface name too long", with("nfs1: { address: 192.168.56.11, interface: eth1 }", "nfs1: { address: 192.168.56.11, interface: averyveryverylongname }"), "8:46: nodes.nfs1.interface: \"averyveryverylongname\" is not a valid interface name"),
+        ("group with no nodes", with("nodes: [nfs1, nfs2]", "nodes: []"), "13:12: groups.nfs.nodes: a group needs at least one node"),
+        ("node listed twice", with("nodes: [nfs1, nfs2]", "nodes: [nfs1, nfs1]"), "13:19: groups.nfs.nodes[1]: node \"nfs1\" is listed twice"),
+        ("VRRP version 4", with("vrrp_version: 2", "vrrp_version: 4"), "4:17: keepalived.vrrp_version: \"4\" is not a whole number from 2 to 3"),
+        ("auth with VRRPv3", with("vrrp_version: 2", "vrrp_version: 3"), "6:14: keepalived.auth_pass: VRRPv3 has no authentication"),
+        ("IPv6 group on VRRPv2 over IPv6 nodes", with("nfs1: { address: 192.168.56.11,", "nfs1: { address: \"fd00::11\",").replace("nfs2: { address: 192.168.56.12,", "nfs2: { address: \"fd00::12\","), "20:5: groups.nfs.ips: the VRRP instance is IPv6"),
+        ("duplicate mountpoint", with("mountpoint: /var/lib/nfs", "mountpoint: /srv/nfs"), "19:50: groups.nfs.filesystems[1].mountpoint: /srv/nfs is already mounted by this group"),
+        ("not an iSCSI name", with("iqn.2026-11.org.example:nfs", "nfs-target"), "16:56: groups.nfs.volumes[0].iscsi.target: \"nfs-target\" is not an iSCSI name"),
+        ("check with two kinds", with("{ ping: 192.168.56.1 }", "{ ping: 192.168.56.1, tcp: \"192.168.56.1:22\" }"), "24:9: groups.nfs.checks[0]: a check names exactly one of"),
+        ("wrong type for nodes", with("nodes: [nfs1, nfs2]", "nodes: nfs1"), "13:12: groups.nfs.nodes: expected a list, found a single value"),
+        ("not a boolean", with("unicast: true", "unicast: yes"), "5:12: keepalived.unicast: \"yes\" is not true or false"),
+        ("floating IP equal to a node address", with("192.168.56.100/24", "192.168.56.12/24"), "21:20: groups.nfs.ips[0].address: 192.168.56.12 is the fixed address of node \"nfs2\""),
+        ("duplicate key", with("    vrid: 51\n", "    vrid: 51\n    vrid: 52\n"), "13:5: vrid: duplicate key (first defined on line 12)"),
+        ("YAML syntax error", with("nodes: [nfs1, nfs2]", "nodes: [nfs1, nfs2"), "YAML syntax error"),
+        ("relative resource script", with("[nfs-server.service]", "[{ script: bin/start }]"), "22:26: groups.nfs.services[0].script: \"bin/start\" must be an absolute path"),
+        ("mount unit as service", with("[nfs-server.service]", "[srv-nfs.mount]"), "22:16: groups.nfs.services[0]: \"srv-nfs.mount\" is a .mount unit"),
+    ];
+    assert!(cases.len() >= 15);
+    let mut failures = Vec::new();
+    for (what, text, expected) in &cases {
+        let found = errors(text);
+        if !found
+            .iter()
+            .any(|e| e.starts_with(expected) || (!expected.contains(": ") && e.contains(expected)))
+        {
+            failures.push(format!(
+                "{what}: expected an error starting {expected:?}, got {found:#?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn all_errors_are_reported_in_one_run() {
+    let text = with("vrid: 51", "vrid: 0")
+        .replace("advert_int: 1", "advert_int: 0.5")
+        .replace("nodes: [nfs1, nfs2]", "nodes: [nfs1, nfs9]");
+    let found = errors(&text);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(
+        found[0].starts_with("3:15: keepalived.advert_int"),
+        "{found:#?}"
+    );
+    assert!(found[1].starts_with("12:11: groups.nfs.vrid"), "{found:#?}");
+    assert!(
+        found[2].starts_with("13:19: groups.nfs.nodes[1]"),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn messages_carry_the_file_name() {
+    let err =
+        config::from_str("/etc/hakeep/cluster.yml", &with("vrid: 51", "vrid: 300")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/etc/hakeep/cluster.yml:12:11: groups.nfs.vrid: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn priorities_follow_the_preference_order() {
+    let cluster = config::from_str("x", BASE).unwrap();
+    let group = cluster.group("nfs").unwrap();
+    assert_eq!(group.priority_of("nfs1"), Some(200));
+    assert_eq!(group.priority_of("nfs2"), Some(190));
+    assert_eq!(group.priority_of("nfs9"), None);
+}
+
+#[test]
+fn unit_names_without_suffix_become_services() {
+    let cluster = config::from_str("x", &with("[nfs-server.service]", "[nfs-server]")).unwrap();
+    assert_eq!(
+        cluster.group("nfs").unwrap().services,
+        vec![config::Service::Unit("nfs-server.service".into())]
+    );
+}

@@ -3,9 +3,12 @@
 //! `render` (keepalived.conf) → `keepalived` → `exec` (running programs).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod drivers;
 pub mod exec;
 pub mod fsutil;
 pub mod keepalived;
+pub mod logging;
 pub mod render;

@@ -40,6 +40,15 @@ pub enum Command {
         #[arg(long, hide = true)]
         inside_scratch_netns: bool,
     },
+    /// Run the agent: follow keepalived's state and take or release this node's groups.
+    Agent {
+        /// This node's name in the cluster file (default: the short hostname).
+        #[arg(long, env = "HAKEEP_NODE")]
+        node: Option<String>,
+        /// Log debug detail too.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Print the version.
     Version,
 }

@@ -29,6 +29,13 @@ pub fn main() -> i32 {
     }
 }
 
+/// The host name up to its first dot, as nodes are usually named.
+pub fn short_hostname() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy();
+    name.split('.').next().unwrap_or_default().to_string()
+}
+
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Validate => config_cmds::validate(&cli.config),
@@ -44,6 +51,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             interface,
             inside_scratch_netns,
         } => config_cmds::keepalived_check(&file, &interface, inside_scratch_netns),
+        Command::Agent { node, verbose } => {
+            crate::logging::init(verbose);
+            let cluster = match crate::config::load(&cli.config) {
+                Ok(c) => c,
+                Err(err) => {
+                    eprintln!("{err}");
+                    return Ok(exit::PROBLEM);
+                }
+            };
+            let node = node.unwrap_or_else(short_hostname);
+            crate::agent::run(&cluster, &node, crate::agent::Paths::default())?;
+            Ok(exit::OK)
+        }
         Command::Version => {
             println!("hakeep {}", env!("CARGO_PKG_VERSION"));
             Ok(exit::OK)

@@ -14,6 +14,7 @@ pub const MAX_NODES_PER_GROUP: usize = 20;
 pub struct Cluster {
     pub name: String,
     pub keepalived: KeepalivedSettings,
+    pub agent: AgentSettings,
     pub nodes: Vec<Node>,
     pub groups: Vec<Group>,
 }
@@ -34,6 +35,38 @@ impl Default for KeepalivedSettings {
             vrrp_version: 2,
             unicast: true,
             auth_pass: None,
+        }
+    }
+}
+
+/// How the agent acts; every field has a default (docs/configuration.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// After a fault, seconds the node stays out (track file 1) before it may serve again.
+    pub hold_down_secs: u32,
+    /// Seconds between full resyncs with keepalived's state (catches lost events).
+    pub resync_interval_secs: u32,
+    /// Service restarts allowed within `restart_window_secs` before the group faults.
+    pub restart_limit: u32,
+    pub restart_window_secs: u32,
+    /// Longest a `systemctl start/stop` may take (resource scripts have their own `timeout`).
+    pub service_timeout_secs: u32,
+    /// Longest any other program (mount, iscsiadm, ...) may take.
+    pub command_timeout_secs: u32,
+    /// Seconds between TERM and KILL to processes holding a busy mountpoint.
+    pub umount_grace_secs: u32,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            hold_down_secs: 60,
+            resync_interval_secs: 5,
+            restart_limit: 3,
+            restart_window_secs: 300,
+            service_timeout_secs: 120,
+            command_timeout_secs: 30,
+            umount_grace_secs: 5,
         }
     }
 }

@@ -16,13 +16,18 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
     let mut cluster = Cluster {
         name: String::new(),
         keepalived: KeepalivedSettings::default(),
+        agent: AgentSettings::default(),
         nodes: Vec::new(),
         groups: Vec::new(),
     };
     let Some(map) = r.mapping(root, &path) else {
         return cluster;
     };
-    r.reject_unknown_keys(map, &path, &["cluster", "keepalived", "nodes", "groups"]);
+    r.reject_unknown_keys(
+        map,
+        &path,
+        &["cluster", "keepalived", "agent", "nodes", "groups"],
+    );
     if let Some(node) = r.required(map, &path, "cluster") {
         cluster.name = checked_string(r, node, &path.key("cluster"), syntax::name)
             .map(|()| scalar_text(node))
@@ -30,6 +35,9 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
     }
     if let Some(node) = map.get_node("keepalived") {
         cluster.keepalived = keepalived(r, node, &path.key("keepalived"));
+    }
+    if let Some(node) = map.get_node("agent") {
+        cluster.agent = agent(r, node, &path.key("agent"));
     }
     if let Some(node) = r.required(map, &path, "nodes") {
         cluster.nodes = named_entries(r, node, &path.key("nodes"), node_entry);
@@ -82,6 +90,52 @@ fn keepalived(r: &mut Reader, node: &Node, path: &FieldPath) -> KeepalivedSettin
     if let Some(n) = map.get_node("auth_pass") {
         settings.auth_pass = checked_string(r, n, &path.key("auth_pass"), syntax::auth_pass)
             .map(|()| scalar_text(n));
+    }
+    settings
+}
+
+fn agent(r: &mut Reader, node: &Node, path: &FieldPath) -> AgentSettings {
+    let mut settings = AgentSettings::default();
+    let Some(map) = r.mapping(node, path) else {
+        return settings;
+    };
+    let fields: [(&str, &mut u32, u64, u64); 7] = [
+        ("hold_down", &mut settings.hold_down_secs, 0, 86_400),
+        (
+            "resync_interval",
+            &mut settings.resync_interval_secs,
+            1,
+            3600,
+        ),
+        ("restart_limit", &mut settings.restart_limit, 0, 100),
+        (
+            "restart_window",
+            &mut settings.restart_window_secs,
+            1,
+            86_400,
+        ),
+        (
+            "service_timeout",
+            &mut settings.service_timeout_secs,
+            1,
+            3600,
+        ),
+        (
+            "command_timeout",
+            &mut settings.command_timeout_secs,
+            1,
+            3600,
+        ),
+        ("umount_grace", &mut settings.umount_grace_secs, 0, 600),
+    ];
+    let names: Vec<&str> = fields.iter().map(|f| f.0).collect();
+    r.reject_unknown_keys(map, path, &names);
+    for (key, slot, min, max) in fields {
+        if let Some(n) = map.get_node(key) {
+            if let Some(v) = r.integer(n, &path.key(key), min, max) {
+                *slot = v as u32;
+            }
+        }
     }
     settings
 }

@@ -60,7 +60,8 @@ impl KeepalivedView {
 
 impl InstanceView {
     fn new(cluster: &Cluster, group: &Group, me: &Node) -> Self {
-        let unicast = cluster.keepalived.unicast;
+        // A group of one node has no peer to unicast to; keepalived warns about an empty list.
+        let unicast = cluster.keepalived.unicast && group.nodes.len() > 1;
         // keepalived takes the instance's family from the unicast addresses, else the first VIP.
         let ipv4_instance = if unicast {
             me.address.is_ipv4()

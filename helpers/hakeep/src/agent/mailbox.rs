@@ -1,0 +1,74 @@
+//! Hands the latest VRRP state to a group's worker: only the newest input matters, so a
+//! slow step never builds up a queue of stale events.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use crate::keepalived::notify::VrrpState;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub vrrp: VrrpState,
+    pub keepalived_running: bool,
+    /// What caused the latest change, for the records.
+    pub trigger: String,
+    /// Bumped on every post; the worker acts when it sees a new one.
+    pub seq: u64,
+}
+
+pub struct Mailbox {
+    input: Mutex<Input>,
+    changed: Condvar,
+}
+
+impl Mailbox {
+    pub fn new() -> Self {
+        Mailbox {
+            input: Mutex::new(Input {
+                vrrp: VrrpState::Unknown,
+                keepalived_running: false,
+                trigger: "agent start".into(),
+                seq: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub fn post(&self, vrrp: Option<VrrpState>, keepalived_running: bool, trigger: &str) {
+        let Ok(mut input) = self.input.lock() else {
+            return;
+        };
+        if let Some(state) = vrrp {
+            input.vrrp = state;
+        }
+        input.keepalived_running = keepalived_running;
+        input.trigger = trigger.to_string();
+        input.seq += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `timeout` for an input newer than `seen`; returns the latest either way.
+    pub fn wait(&self, seen: u64, timeout: Duration) -> Input {
+        let Ok(guard) = self.input.lock() else {
+            return Input {
+                vrrp: VrrpState::Unknown,
+                keepalived_running: false,
+                trigger: "poisoned".into(),
+                seq: seen,
+            };
+        };
+        match self
+            .changed
+            .wait_timeout_while(guard, timeout, |i| i.seq == seen)
+        {
+            Ok((input, _)) => input.clone(),
+            Err(poisoned) => poisoned.into_inner().0.clone(),
+        }
+    }
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}

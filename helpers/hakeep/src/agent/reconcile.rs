@@ -1,0 +1,370 @@
+//! Converging one group: compare what should be with what is, run the missing steps in
+//! the safe order (DESIGN.md §2), roll back a failed take.
+
+use std::time::{Instant, SystemTime};
+
+use crate::drivers::{Context, Observed, Resource};
+
+use super::records::{timestamp, Step};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Desired {
+    Active,
+    Standby,
+}
+
+impl Desired {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Desired::Active => "active",
+            Desired::Standby => "standby",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing needed doing.
+    AlreadyThere,
+    Done,
+    /// A take step or the verification failed; everything was released again.
+    TakeFailed {
+        resource: String,
+        error: String,
+    },
+    /// A release step failed; later steps were not attempted (no detach under a mount).
+    ReleaseFailed {
+        resource: String,
+        error: String,
+    },
+}
+
+/// Brings `resources` (in take order) to `desired`, reporting each step as it ends.
+pub fn converge(
+    ctx: &Context,
+    resources: &[Box<dyn Resource>],
+    desired: Desired,
+    on_step: &mut dyn FnMut(&Step),
+) -> (Outcome, Vec<Step>) {
+    let mut steps = Vec::new();
+    let mut record = |step: Step, steps: &mut Vec<Step>| {
+        on_step(&step);
+        steps.push(step);
+    };
+    match desired {
+        Desired::Active => {
+            for (i, resource) in resources.iter().enumerate() {
+                if matches!(
+                    resource.observe(ctx),
+                    Ok(Observed::Active | Observed::NotApplicable)
+                ) {
+                    continue;
+                }
+                let step = timed("take", resource.as_ref(), || resource.take(ctx));
+                let failed = step.error.clone();
+                record(step, &mut steps);
+                if let Some(error) = failed {
+                    rollback(ctx, &resources[..=i], &mut |s| record(s, &mut steps));
+                    return (
+                        Outcome::TakeFailed {
+                            resource: resource.id(),
+                            error,
+                        },
+                        steps,
+                    );
+                }
+            }
+            // A unit can start and die a moment later: look again before calling it done.
+            for resource in resources {
+                match resource.observe(ctx) {
+                    Ok(Observed::Active | Observed::NotApplicable) => {}
+                    other => {
+                        let error = match other {
+                            Err(e) => e.to_string(),
+                            _ => "not active right after its take".to_string(),
+                        };
+                        let step = failed_step("verify", resource.as_ref(), &error);
+                        record(step, &mut steps);
+                        rollback(ctx, resources, &mut |s| record(s, &mut steps));
+                        return (
+                            Outcome::TakeFailed {
+                                resource: resource.id(),
+                                error,
+                            },
+                            steps,
+                        );
+                    }
+                }
+            }
+        }
+        Desired::Standby => {
+            for resource in resources.iter().rev() {
+                if matches!(
+                    resource.observe(ctx),
+                    Ok(Observed::Inactive | Observed::NotApplicable)
+                ) {
+                    continue;
+                }
+                let step = timed("release", resource.as_ref(), || resource.release(ctx));
+                let failed = step.error.clone();
+                record(step, &mut steps);
+                if let Some(error) = failed {
+                    return (
+                        Outcome::ReleaseFailed {
+                            resource: resource.id(),
+                            error,
+                        },
+                        steps,
+                    );
+                }
+            }
+        }
+    }
+    let outcome = if steps.is_empty() {
+        Outcome::AlreadyThere
+    } else {
+        Outcome::Done
+    };
+    (outcome, steps)
+}
+
+/// Releases `resources` in reverse, every one, whatever fails: the take is abandoned.
+fn rollback(ctx: &Context, resources: &[Box<dyn Resource>], record: &mut dyn FnMut(Step)) {
+    for resource in resources.iter().rev() {
+        if matches!(
+            resource.observe(ctx),
+            Ok(Observed::Inactive | Observed::NotApplicable)
+        ) {
+            continue;
+        }
+        record(timed("rollback", resource.as_ref(), || {
+            resource.release(ctx)
+        }));
+    }
+}
+
+fn timed(
+    action: &'static str,
+    resource: &dyn Resource,
+    f: impl FnOnce() -> Result<(), crate::drivers::DriverError>,
+) -> Step {
+    let started_at = SystemTime::now();
+    let clock = Instant::now();
+    let result = f();
+    Step {
+        action,
+        resource: resource.id(),
+        started: timestamp(started_at),
+        duration_ms: clock.elapsed().as_millis() as u64,
+        ok: result.is_ok(),
+        error: result.err().map(|e| e.to_string()),
+    }
+}
+
+fn failed_step(action: &'static str, resource: &dyn Resource, error: &str) -> Step {
+    Step {
+        action,
+        resource: resource.id(),
+        started: timestamp(SystemTime::now()),
+        duration_ms: 0,
+        ok: false,
+        error: Some(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::drivers::{DriverError, Timeouts};
+    use crate::exec::RecordingRunner;
+
+    /// A resource whose state lives in memory and whose calls are written to a shared journal.
+    struct Fake {
+        id: &'static str,
+        active: Mutex<bool>,
+        fail_take: bool,
+        fail_release: bool,
+        dies_after_take: bool,
+        journal: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Fake {
+        fn new(id: &'static str, journal: &Arc<Mutex<Vec<String>>>) -> Self {
+            Fake {
+                id,
+                active: Mutex::new(false),
+                fail_take: false,
+                fail_release: false,
+                dies_after_take: false,
+                journal: journal.clone(),
+            }
+        }
+    }
+
+    impl Resource for Fake {
+        fn id(&self) -> String {
+            self.id.to_string()
+        }
+        fn observe(&self, _: &Context) -> Result<Observed, DriverError> {
+            Ok(if *self.active.lock().unwrap() {
+                Observed::Active
+            } else {
+                Observed::Inactive
+            })
+        }
+        fn take(&self, _: &Context) -> Result<(), DriverError> {
+            self.journal
+                .lock()
+                .unwrap()
+                .push(format!("take {}", self.id));
+            if self.fail_take {
+                return Err(DriverError::Failed("no".into()));
+            }
+            *self.active.lock().unwrap() = !self.dies_after_take;
+            Ok(())
+        }
+        fn release(&self, _: &Context) -> Result<(), DriverError> {
+            self.journal
+                .lock()
+                .unwrap()
+                .push(format!("release {}", self.id));
+            if self.fail_release {
+                return Err(DriverError::Failed("busy".into()));
+            }
+            *self.active.lock().unwrap() = false;
+            Ok(())
+        }
+    }
+
+    fn run(resources: &[Box<dyn Resource>], desired: Desired) -> (Outcome, Vec<Step>) {
+        let runner = RecordingRunner::new();
+        let timeouts = Timeouts::default();
+        let ctx = Context {
+            runner: &runner,
+            cluster: "lab",
+            node: "n1",
+            timeouts: &timeouts,
+        };
+        converge(&ctx, resources, desired, &mut |_| {})
+    }
+
+    fn three(journal: &Arc<Mutex<Vec<String>>>) -> Vec<Fake> {
+        vec![
+            Fake::new("volume", journal),
+            Fake::new("mount", journal),
+            Fake::new("service", journal),
+        ]
+    }
+
+    fn boxed(fakes: Vec<Fake>) -> Vec<Box<dyn Resource>> {
+        fakes
+            .into_iter()
+            .map(|f| Box::new(f) as Box<dyn Resource>)
+            .collect()
+    }
+
+    #[test]
+    fn take_runs_in_order_and_release_in_reverse() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let resources = boxed(three(&journal));
+        assert_eq!(run(&resources, Desired::Active).0, Outcome::Done);
+        assert_eq!(run(&resources, Desired::Standby).0, Outcome::Done);
+        assert_eq!(
+            *journal.lock().unwrap(),
+            [
+                "take volume",
+                "take mount",
+                "take service",
+                "release service",
+                "release mount",
+                "release volume"
+            ]
+        );
+    }
+
+    #[test]
+    fn converging_twice_does_nothing_the_second_time() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let resources = boxed(three(&journal));
+        run(&resources, Desired::Active);
+        let (outcome, steps) = run(&resources, Desired::Active);
+        assert_eq!(outcome, Outcome::AlreadyThere);
+        assert!(steps.is_empty());
+        assert_eq!(run(&resources, Desired::Standby).0, Outcome::Done);
+        assert_eq!(run(&resources, Desired::Standby).0, Outcome::AlreadyThere);
+    }
+
+    #[test]
+    fn only_missing_steps_run() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let fakes = three(&journal);
+        *fakes[0].active.lock().unwrap() = true;
+        let resources = boxed(fakes);
+        run(&resources, Desired::Active);
+        assert_eq!(*journal.lock().unwrap(), ["take mount", "take service"]);
+    }
+
+    #[test]
+    fn failed_take_rolls_back_what_was_taken() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let mut fakes = three(&journal);
+        fakes[2].fail_take = true;
+        let resources = boxed(fakes);
+        let (outcome, steps) = run(&resources, Desired::Active);
+        assert_eq!(
+            outcome,
+            Outcome::TakeFailed {
+                resource: "service".into(),
+                error: "no".into()
+            }
+        );
+        assert_eq!(
+            *journal.lock().unwrap(),
+            [
+                "take volume",
+                "take mount",
+                "take service",
+                "release mount",
+                "release volume"
+            ]
+        );
+        let actions: Vec<&str> = steps.iter().map(|s| s.action).collect();
+        assert_eq!(actions, ["take", "take", "take", "rollback", "rollback"]);
+        assert!(!steps[2].ok && steps[2].error.as_deref() == Some("no"));
+    }
+
+    #[test]
+    fn a_service_that_dies_right_after_start_fails_verification() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let mut fakes = three(&journal);
+        fakes[2].dies_after_take = true;
+        let resources = boxed(fakes);
+        let (outcome, steps) = run(&resources, Desired::Active);
+        assert!(
+            matches!(outcome, Outcome::TakeFailed { ref resource, .. } if resource == "service")
+        );
+        assert_eq!(steps.iter().filter(|s| s.action == "verify").count(), 1);
+        assert_eq!(journal.lock().unwrap().last().unwrap(), "release volume");
+    }
+
+    #[test]
+    fn failed_release_stops_before_detaching_storage() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let mut fakes = three(&journal);
+        for f in &fakes {
+            *f.active.lock().unwrap() = true;
+        }
+        fakes[1].fail_release = true;
+        let resources = boxed(fakes);
+        let (outcome, _) = run(&resources, Desired::Standby);
+        assert!(
+            matches!(outcome, Outcome::ReleaseFailed { ref resource, .. } if resource == "mount")
+        );
+        assert_eq!(
+            *journal.lock().unwrap(),
+            ["release service", "release mount"]
+        );
+    }
+}

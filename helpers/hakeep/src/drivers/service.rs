@@ -1,0 +1,306 @@
+//! Services: systemd units and resource scripts.
+//!
+//! A systemd unit is started and stopped with `systemctl start|stop`, which waits for
+//! the job to finish; `systemctl is-active --quiet` exit 0 means active. (Not
+//! `systemctl kill`: it fails in nspawn containers without a host systemd.)
+//!
+//! A resource script is called as `PATH start`, `PATH stop` or `PATH status`, with no
+//! other arguments and no shell, each call bounded by the script's `timeout_secs`
+//! (killed after it). Its exit codes, LSB-like:
+//!
+//! | call     | 0                  | 3           | anything else |
+//! | -------- | ------------------ | ----------- | ------------- |
+//! | `status` | running            | not running | error (unknown state) |
+//! | `start`  | running now        | error       | error         |
+//! | `stop`   | not running now    | error       | error         |
+//!
+//! hakeep calls `start` only when `status` did not say running and `stop` only when
+//! it did not say stopped, yet `start` and `stop` should also succeed when there is
+//! nothing to do. stderr (or stdout) of a failing call ends up in the error.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Context, DriverError, Observed, Resource};
+use crate::config::Service;
+use crate::exec::Cmd;
+
+/// `systemctl stop` of a unit that isn't loaded (LSB "not installed"): nothing runs.
+const SYSTEMCTL_NOT_LOADED: i32 = 5;
+/// LSB `status`: program is not running.
+const SCRIPT_STOPPED: i32 = 3;
+
+pub fn for_config(service: &Service) -> Box<dyn Resource> {
+    match service {
+        Service::Unit(name) => Box::new(SystemdUnit { name: name.clone() }),
+        Service::Script { path, timeout_secs } => Box::new(ResourceScript {
+            path: path.clone(),
+            timeout: Duration::from_secs(u64::from(*timeout_secs)),
+        }),
+    }
+}
+
+pub struct SystemdUnit {
+    pub name: String,
+}
+
+impl SystemdUnit {
+    fn systemctl(&self, verb: &str, timeout: Duration) -> Cmd {
+        Cmd::new(["systemctl", verb, self.name.as_str()], timeout)
+    }
+}
+
+impl Resource for SystemdUnit {
+    fn id(&self) -> String {
+        format!("service:{}", self.name)
+    }
+
+    fn observe(&self, ctx: &Context) -> Result<Observed, DriverError> {
+        let cmd = Cmd::new(
+            ["systemctl", "is-active", "--quiet", self.name.as_str()],
+            ctx.timeouts.command,
+        );
+        let out = ctx.runner.run(&cmd)?;
+        Ok(if out.success() {
+            Observed::Active
+        } else {
+            Observed::Inactive
+        })
+    }
+
+    fn take(&self, ctx: &Context) -> Result<(), DriverError> {
+        ctx.runner
+            .run_ok(&self.systemctl("start", ctx.timeouts.service))
+            .map_err(|e| DriverError::from(e).context(format!("starting {}", self.name)))?;
+        Ok(())
+    }
+
+    fn release(&self, ctx: &Context) -> Result<(), DriverError> {
+        let out = ctx
+            .runner
+            .run(&self.systemctl("stop", ctx.timeouts.service))
+            .map_err(|e| DriverError::from(e).context(format!("stopping {}", self.name)))?;
+        if out.success() || out.code == Some(SYSTEMCTL_NOT_LOADED) {
+            return Ok(());
+        }
+        Err(DriverError::Failed(format!(
+            "stopping {}: systemctl exited {}: {}",
+            self.name,
+            out.code
+                .map_or("by a signal".to_string(), |c| c.to_string()),
+            message(&out.stderr, &out.stdout)
+        )))
+    }
+}
+
+pub struct ResourceScript {
+    pub path: PathBuf,
+    pub timeout: Duration,
+}
+
+impl ResourceScript {
+    fn call(&self, action: &str) -> Cmd {
+        Cmd::new(
+            [self.path.display().to_string(), action.to_string()],
+            self.timeout,
+        )
+    }
+
+    fn run_action(&self, ctx: &Context, action: &str) -> Result<(), DriverError> {
+        ctx.runner.run_ok(&self.call(action)).map_err(|e| {
+            DriverError::from(e).context(format!("{} {action}", self.path.display()))
+        })?;
+        Ok(())
+    }
+}
+
+impl Resource for ResourceScript {
+    fn id(&self) -> String {
+        format!("script:{}", self.path.display())
+    }
+
+    fn observe(&self, ctx: &Context) -> Result<Observed, DriverError> {
+        let doing = format!("{} status", self.path.display());
+        let out = ctx
+            .runner
+            .run(&self.call("status"))
+            .map_err(|e| DriverError::from(e).context(&doing))?;
+        match out.code {
+            Some(0) => Ok(Observed::Active),
+            Some(SCRIPT_STOPPED) => Ok(Observed::Inactive),
+            code => Err(DriverError::Failed(format!(
+                "{doing}: unknown state (exit {}, expected 0 running or 3 stopped): {}",
+                code.map_or("by a signal".to_string(), |c| c.to_string()),
+                message(&out.stderr, &out.stdout)
+            ))),
+        }
+    }
+
+    fn take(&self, ctx: &Context) -> Result<(), DriverError> {
+        // An unknown state still gets a start: the script's start decides.
+        if let Ok(Observed::Active) = self.observe(ctx) {
+            return Ok(());
+        }
+        self.run_action(ctx, "start")
+    }
+
+    fn release(&self, ctx: &Context) -> Result<(), DriverError> {
+        if let Ok(Observed::Inactive) = self.observe(ctx) {
+            return Ok(());
+        }
+        self.run_action(ctx, "stop")
+    }
+}
+
+fn message(stderr: &str, stdout: &str) -> String {
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
+    text.trim().lines().collect::<Vec<_>>().join(" / ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drivers::Timeouts;
+    use crate::exec::{Output, RecordingRunner};
+
+    fn ctx<'a>(runner: &'a RecordingRunner, timeouts: &'a Timeouts) -> Context<'a> {
+        Context {
+            runner,
+            cluster: "lab",
+            node: "nfs1",
+            timeouts,
+        }
+    }
+
+    fn exit(code: i32, stderr: &str) -> Output {
+        Output {
+            code: Some(code),
+            stdout: String::new(),
+            stderr: stderr.into(),
+        }
+    }
+
+    fn script() -> Box<dyn Resource> {
+        for_config(&Service::Script {
+            path: "/usr/local/lib/hakeep/app".into(),
+            timeout_secs: 7,
+        })
+    }
+
+    #[test]
+    fn unit_observe_start_and_stop() {
+        let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
+        let c = ctx(&runner, &timeouts);
+        let unit = for_config(&Service::Unit("nginx.service".into()));
+        assert_eq!(unit.id(), "service:nginx.service");
+        assert_eq!(unit.observe(&c).unwrap(), Observed::Active);
+        runner.respond(|c| {
+            c.argv
+                .contains(&"is-active".into())
+                .then(|| Ok(exit(3, "")))
+        });
+        assert_eq!(unit.observe(&c).unwrap(), Observed::Inactive);
+        unit.take(&c).unwrap();
+        unit.release(&c).unwrap();
+        assert_eq!(
+            runner.calls(),
+            vec![
+                "systemctl is-active --quiet nginx.service",
+                "systemctl is-active --quiet nginx.service",
+                "systemctl start nginx.service",
+                "systemctl stop nginx.service",
+            ]
+        );
+    }
+
+    #[test]
+    fn unit_start_failure_carries_stderr() {
+        let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
+        let stderr =
+            "Job for nginx.service failed because the control process exited with error code.";
+        runner.respond(move |c| {
+            c.argv
+                .contains(&"start".into())
+                .then(|| Ok(exit(1, stderr)))
+        });
+        let unit = for_config(&Service::Unit("nginx.service".into()));
+        let err = unit.take(&ctx(&runner, &timeouts)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("starting nginx.service: systemctl exited 1: {stderr}")
+        );
+    }
+
+    #[test]
+    fn unit_stop_of_unknown_unit_is_fine_other_failures_are_not() {
+        let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
+        let unit = for_config(&Service::Unit("gone.service".into()));
+        runner.respond(|_| Some(Ok(exit(5, "Unit gone.service not loaded."))));
+        unit.release(&ctx(&runner, &timeouts)).unwrap();
+        runner.respond(|_| Some(Ok(exit(1, "Job canceled."))));
+        let err = unit.release(&ctx(&runner, &timeouts)).unwrap_err();
+        assert!(err.to_string().contains("Job canceled."), "{err}");
+    }
+
+    #[test]
+    fn script_status_codes() {
+        let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
+        let c = ctx(&runner, &timeouts);
+        let s = script();
+        assert_eq!(s.id(), "script:/usr/local/lib/hakeep/app");
+        assert_eq!(s.observe(&c).unwrap(), Observed::Active);
+        runner.respond(|_| Some(Ok(exit(3, ""))));
+        assert_eq!(s.observe(&c).unwrap(), Observed::Inactive);
+        runner.respond(|_| Some(Ok(exit(1, "pid file exists"))));
+        let err = s.observe(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("exit 1") && err.contains("pid file exists"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn script_take_and_release_use_status_first_and_own_timeout() {
+        let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
+        let c = ctx(&runner, &timeouts);
+        let s = script();
+        runner.respond(|cmd| (cmd.argv[1] == "status").then(|| Ok(exit(3, ""))));
+        s.take(&c).unwrap();
+        s.release(&c).unwrap();
+        assert_eq!(
+            runner.calls(),
+            vec![
+                "/usr/local/lib/hakeep/app status",
+                "/usr/local/lib/hakeep/app start",
+                "/usr/local/lib/hakeep/app status",
+            ]
+        );
+        runner.respond(|cmd| (cmd.argv[1] == "start").then(|| Ok(exit(1, "port in use"))));
+        let err = s.take(&c).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "/usr/local/lib/hakeep/app start: /usr/local/lib/hakeep/app exited 1: port in use"
+        );
+    }
+
+    #[test]
+    fn script_calls_carry_its_timeout() {
+        let runner = RecordingRunner::new();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&seen);
+        runner.respond(move |cmd| {
+            log.lock().unwrap().push(cmd.timeout);
+            None
+        });
+        let timeouts = Timeouts::default();
+        script().release(&ctx(&runner, &timeouts)).unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Duration::from_secs(7), Duration::from_secs(7)]
+        );
+    }
+}

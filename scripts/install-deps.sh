@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the test tiers need on Debian 12, only what is missing. Idempotent.
+set -euo pipefail
+
+packages=(keepalived iproute2 util-linux e2fsprogs psmisc procps iputils-ping python3 curl)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# keepalived's script security needs this user; the keepalived role creates it on nodes too.
+if ! getent passwd keepalived_script >/dev/null; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin keepalived_script
+fi
+
+# Debian's keepalived package starts a daemon on install where systemd runs; the tests
+# start their own, so a stray host daemon would only confuse them.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now keepalived.service >/dev/null 2>&1 || true
+fi
+
+command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup)" >&2; exit 1; }

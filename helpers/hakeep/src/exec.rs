@@ -126,6 +126,9 @@ pub trait Runner: Send + Sync {
     }
 }
 
+/// The only directories programs are looked up in.
+pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Runs real processes, each in its own process group so a timeout kills all of it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemRunner;
@@ -136,6 +139,11 @@ impl Runner for SystemRunner {
         let program = cmd.program().to_string();
         let mut child = Command::new(&program)
             .args(&cmd.argv[1..])
+            // The caller's environment is not trusted: children get a fixed, minimal one,
+            // and programs named without a path are looked up in SAFE_PATH only.
+            .env_clear()
+            .env("PATH", SAFE_PATH)
+            .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -269,6 +277,19 @@ mod tests {
         let err = SystemRunner.run(&cmd).unwrap_err();
         assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn children_get_a_fixed_environment() {
+        let out = SystemRunner
+            .run_ok(&Cmd::new(["env"], Duration::from_secs(5)))
+            .unwrap();
+        let mut vars: Vec<&str> = out.stdout.lines().collect();
+        vars.sort();
+        assert_eq!(
+            vars,
+            vec!["LC_ALL=C".to_string(), format!("PATH={SAFE_PATH}")]
+        );
     }
 
     #[test]

@@ -119,6 +119,10 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
     }
 }
 
+/// Every this many resyncs, ask keepalived for a full JSON dump; in between, only check
+/// that it runs (each dump is a line in keepalived's log).
+const DUMP_EVERY: u32 = 12;
+
 /// Asks keepalived directly; without it, every group's desired state is standby.
 fn resync_all(
     runner: &dyn Runner,
@@ -127,7 +131,13 @@ fn resync_all(
     records: &records::Records,
     trigger: &str,
 ) {
-    let states = keepalived_state::dump_states(runner, ka_paths, Duration::from_secs(2));
+    static RESYNCS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let count = RESYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let states = if count % DUMP_EVERY == 0 {
+        keepalived_state::dump_states(runner, ka_paths, Duration::from_secs(2))
+    } else {
+        None
+    };
     let running = states.is_some() || keepalived_state::running_pid(ka_paths).is_some();
     records.set_keepalived_running(running);
     for (name, mailbox) in mailboxes {

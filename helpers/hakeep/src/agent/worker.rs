@@ -104,6 +104,10 @@ impl Worker {
             let faulted = self.active_confirmed && self.watch();
             if faulted || new_input || resync_due || self.hold_down_expired() {
                 last_converge = Instant::now();
+                let mut input = input.clone();
+                if faulted {
+                    input.trigger = "fault".into();
+                }
                 self.converge_to(&input);
             }
         }

@@ -11,4 +11,5 @@ pub mod exec;
 pub mod fsutil;
 pub mod keepalived;
 pub mod logging;
+pub mod ops;
 pub mod render;

@@ -1,8 +1,11 @@
 //! Hands the latest VRRP state to a group's worker: only the newest input matters, so a
 //! slow step never builds up a queue of stale events.
 
+use std::sync::mpsc::Sender;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+
+use super::control::{ControlReply, ControlRequest};
 
 use crate::keepalived::notify::VrrpState;
 
@@ -16,8 +19,15 @@ pub struct Input {
     pub seq: u64,
 }
 
+/// An operator's request for this group, with where to send the answer.
+pub struct Request {
+    pub request: ControlRequest,
+    pub reply: Sender<ControlReply>,
+}
+
 pub struct Mailbox {
     input: Mutex<Input>,
+    requests: Mutex<Vec<Request>>,
     changed: Condvar,
 }
 
@@ -30,6 +40,7 @@ impl Mailbox {
                 trigger: "agent start".into(),
                 seq: 0,
             }),
+            requests: Mutex::new(Vec::new()),
             changed: Condvar::new(),
         }
     }
@@ -45,6 +56,24 @@ impl Mailbox {
         input.trigger = trigger.to_string();
         input.seq += 1;
         self.changed.notify_all();
+    }
+
+    /// Queues an operator request and wakes the worker.
+    pub fn request(&self, request: Request) {
+        if let Ok(mut queue) = self.requests.lock() {
+            queue.push(request);
+        }
+        if let Ok(mut input) = self.input.lock() {
+            input.seq += 1;
+        }
+        self.changed.notify_all();
+    }
+
+    pub fn take_requests(&self) -> Vec<Request> {
+        self.requests
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
     }
 
     /// Waits up to `timeout` for an input newer than `seen`; returns the latest either way.

@@ -2,10 +2,11 @@
 //! line with its VRRP state (DESIGN.md §1–2). Events only wake the workers; each worker
 //! looks at the node itself and does what is missing.
 
+pub mod control;
 pub mod fifo;
 pub mod ips;
 pub mod lock;
-mod mailbox;
+pub mod mailbox;
 pub mod monitor;
 pub mod paths;
 pub mod reconcile;
@@ -72,6 +73,14 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         cluster.name,
         mailboxes.len()
     );
+
+    let mailboxes = Arc::new(mailboxes);
+    let listener = control::bind(&paths.control_socket)?;
+    let served = mailboxes.clone();
+    std::thread::Builder::new()
+        .name("control-socket".into())
+        .spawn(move || control::serve(listener, served))
+        .context("starting the control socket")?;
 
     let ka_paths = keepalived_state::Paths::default();
     let resync = Duration::from_secs(u64::from(cluster.agent.resync_interval_secs));

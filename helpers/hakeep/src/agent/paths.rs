@@ -11,6 +11,7 @@ pub struct Paths {
     pub track_dir: PathBuf,
     pub lock_dir: PathBuf,
     pub state_json: PathBuf,
+    pub control_socket: PathBuf,
     pub actions_log: PathBuf,
     /// Maintenance flags survive a reboot: `ALL`, or one file per group.
     pub maintenance_dir: PathBuf,
@@ -24,6 +25,7 @@ impl Default for Paths {
             track_dir: PathBuf::from(TRACK_DIR),
             lock_dir: PathBuf::from("/run/hakeep/lock"),
             state_json: PathBuf::from("/run/hakeep/state.json"),
+            control_socket: PathBuf::from("/run/hakeep/control.sock"),
             actions_log: PathBuf::from("/var/log/hakeep/actions.log"),
             maintenance_dir: PathBuf::from("/var/lib/hakeep/maintenance"),
         }

@@ -152,7 +152,7 @@ fn timed(
     let clock = Instant::now();
     let result = f();
     Step {
-        action,
+        action: action.to_string(),
         resource: resource.id(),
         started: timestamp(started_at),
         duration_ms: clock.elapsed().as_millis() as u64,
@@ -163,7 +163,7 @@ fn timed(
 
 fn failed_step(action: &'static str, resource: &dyn Resource, error: &str) -> Step {
     Step {
-        action,
+        action: action.to_string(),
         resource: resource.id(),
         started: timestamp(SystemTime::now()),
         duration_ms: 0,
@@ -330,7 +330,7 @@ mod tests {
                 "release volume"
             ]
         );
-        let actions: Vec<&str> = steps.iter().map(|s| s.action).collect();
+        let actions: Vec<&str> = steps.iter().map(|s| s.action.as_str()).collect();
         assert_eq!(actions, ["take", "take", "take", "rollback", "rollback"]);
         assert!(!steps[2].ok && steps[2].error.as_deref() == Some("no"));
     }

@@ -8,28 +8,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
 use crate::keepalived::notify::VrrpState;
 
 /// One step of a transition.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Step {
     /// `take`, `release`, `rollback` or `verify`.
-    pub action: &'static str,
+    pub action: String,
     pub resource: String,
     pub started: String,
     pub duration_ms: u64,
     pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 /// The last time a group changed state on this node.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Transition {
-    pub to: &'static str,
+    pub to: String,
     pub trigger: String,
     pub started: String,
     pub duration_ms: u64,
@@ -37,35 +37,38 @@ pub struct Transition {
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ResourceStatus {
     pub id: String,
     /// `active`, `inactive`, `n/a` or `unknown`.
     pub observed: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IpStatus {
     pub address: String,
     pub present: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Fault {
     pub reason: String,
+    /// A release the operator asked for, not a failure.
+    #[serde(default)]
+    pub by_operator: bool,
     pub since: String,
     pub hold_down_until: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GroupState {
     pub vrrp_state: VrrpState,
     /// `active` or `standby`.
-    pub desired: &'static str,
+    pub desired: String,
     /// `active`, `standby` or `partial`.
-    pub actual: &'static str,
+    pub actual: String,
     pub maintenance: bool,
     pub fault: Option<Fault>,
     pub resources: Vec<ResourceStatus>,
@@ -74,7 +77,7 @@ pub struct GroupState {
     pub last_transition: Option<Transition>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentState {
     pub schema: u32,
     pub node: String,

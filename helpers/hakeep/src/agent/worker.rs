@@ -11,6 +11,7 @@ use crate::exec::Runner;
 use crate::fsutil::write_atomic;
 use crate::keepalived::notify::VrrpState;
 
+use super::control::{ControlReply, ControlRequest};
 use super::ips::{self, NodeIp};
 use super::lock::GroupLock;
 use super::mailbox::{Input, Mailbox};
@@ -97,6 +98,10 @@ impl Worker {
             let input = mailbox.wait(seen, self.next_wake());
             let new_input = input.seq != seen;
             seen = input.seq;
+            for request in mailbox.take_requests() {
+                let reply = self.operator(&request.request, &input);
+                let _ = request.reply.send(reply);
+            }
             let resync_due = last_converge.elapsed()
                 >= Duration::from_secs(u64::from(self.settings.resync_interval_secs));
             // A watched failure is handled (restart or fault) before any converge, so a
@@ -110,6 +115,103 @@ impl Worker {
                 }
                 self.converge_to(&input);
             }
+        }
+    }
+
+    /// An operator's release or takeover, done by this worker so it never races itself.
+    fn operator(&mut self, request: &ControlRequest, input: &Input) -> ControlReply {
+        if self.paths.in_maintenance(&self.group.name) {
+            return ControlReply::error(format!(
+                "group {} is in maintenance here: the agent does not act; turn maintenance off first",
+                self.group.name
+            ));
+        }
+        match request {
+            ControlRequest::Release { hold_secs, .. } => self.operator_release(input, *hold_secs),
+            ControlRequest::Takeover { .. } => {
+                if self.fault.is_some() {
+                    self.clear_fault();
+                } else {
+                    self.write_track(false);
+                }
+                let mut input = input.clone();
+                input.trigger = "operator takeover".into();
+                self.converge_to(&input);
+                ControlReply {
+                    ok: true,
+                    message: format!(
+                        "this node may hold group {} now (VRRP: {})",
+                        self.group.name, input.vrrp
+                    ),
+                    release_started_ms: None,
+                    release_duration_ms: None,
+                }
+            }
+        }
+    }
+
+    /// Releases while this node still holds the group, and only then steps down, so the
+    /// peer attaches storage that was cleanly unmounted (DESIGN.md §2).
+    fn operator_release(&mut self, input: &Input, hold_secs: Option<u32>) -> ControlReply {
+        let hold =
+            Duration::from_secs(u64::from(hold_secs.unwrap_or(self.settings.hold_down_secs)))
+                .max(MIN_HOLD_DOWN);
+        let now = SystemTime::now();
+        self.fault = Some((
+            Fault {
+                reason: "released by the operator".into(),
+                by_operator: true,
+                since: records::timestamp(now),
+                hold_down_until: records::timestamp(now + hold),
+            },
+            Instant::now() + hold,
+        ));
+        self.active_confirmed = false;
+        let started_ms = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let clock = Instant::now();
+        let mut release_input = input.clone();
+        release_input.trigger = "operator release".into();
+        self.converge_to(&release_input);
+        let ctx = self.ctx();
+        let left: Vec<String> = self
+            .resources
+            .iter()
+            .filter(|r| {
+                !matches!(
+                    r.observe(&ctx),
+                    Ok(Observed::Inactive | Observed::NotApplicable)
+                )
+            })
+            .map(|r| r.id())
+            .collect();
+        if !left.is_empty() {
+            // Half released and still MASTER: serve again rather than leave it broken.
+            self.fault = None;
+            self.converge_to(input);
+            return ControlReply::error(format!(
+                "release of group {} did not complete ({} still active); this node keeps the group",
+                self.group.name,
+                left.join(", ")
+            ));
+        }
+        self.write_track(true);
+        log::info!(
+            "group {}: released by the operator; stepping down for {} s",
+            self.group.name,
+            hold.as_secs()
+        );
+        ControlReply {
+            ok: true,
+            message: format!(
+                "group {} released; this node steps down for {} s",
+                self.group.name,
+                hold.as_secs()
+            ),
+            release_started_ms: Some(started_ms),
+            release_duration_ms: Some(clock.elapsed().as_millis() as u64),
         }
     }
 
@@ -174,7 +276,7 @@ impl Worker {
         }
         if !steps.is_empty() {
             self.last_transition = Some(Transition {
-                to: desired.as_str(),
+                to: desired.as_str().into(),
                 trigger: input.trigger.clone(),
                 started: records::timestamp(started),
                 duration_ms: clock.elapsed().as_millis() as u64,
@@ -294,6 +396,7 @@ impl Worker {
         self.fault = Some((
             Fault {
                 reason,
+                by_operator: false,
                 since: records::timestamp(now),
                 hold_down_until: records::timestamp(now + hold),
             },
@@ -331,6 +434,7 @@ impl Worker {
             self.fault = Some((
                 Fault {
                     reason: "fault from before the agent restarted".into(),
+                    by_operator: false,
                     since: records::timestamp(now - age),
                     hold_down_until: records::timestamp(now + left),
                 },
@@ -459,8 +563,8 @@ impl Worker {
                 } else {
                     VrrpState::Stop
                 },
-                desired: desired.as_str(),
-                actual,
+                desired: desired.as_str().into(),
+                actual: actual.into(),
                 maintenance,
                 fault: self.fault.as_ref().map(|(f, _)| f.clone()),
                 resources,
@@ -477,7 +581,7 @@ fn timed_restart(resource: &dyn Resource, ctx: &Context) -> records::Step {
     let clock = Instant::now();
     let result = resource.take(ctx);
     records::Step {
-        action: "restart",
+        action: "restart".into(),
         resource: resource.id(),
         started: records::timestamp(started),
         duration_ms: clock.elapsed().as_millis() as u64,

@@ -49,6 +49,76 @@ pub enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Where each group runs and whether anything is wrong. Exit 0 as intended, 1 something
+    /// wrong, 2 cannot tell.
+    Status {
+        /// Machine-readable output (docs/cli.md has the schema).
+        #[arg(long)]
+        json: bool,
+        /// Every node's status (over SSH), and where each group is active.
+        #[arg(long)]
+        all_nodes: bool,
+        /// This node's name (default: the short hostname).
+        #[arg(long, env = "HAKEEP_NODE")]
+        node: Option<String>,
+    },
+    /// Release a group held here: stop services, unmount, release storage, then step down.
+    Release {
+        /// The group (or --all).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        group: Option<String>,
+        /// Every group of this node.
+        #[arg(long)]
+        all: bool,
+        /// Seconds this node stays out afterwards (default: agent.hold_down).
+        #[arg(long)]
+        hold: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a group over here; a reachable current holder is asked to release it first.
+    Takeover {
+        group: String,
+        /// Do not ask other nodes to release (used by switchover).
+        #[arg(long)]
+        no_remote: bool,
+        /// Seconds to wait until the group is active here.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "HAKEEP_NODE")]
+        node: Option<String>,
+    },
+    /// Move a group to another node: the holder releases first, then the target takes over.
+    Switchover {
+        group: String,
+        /// The node to move it to.
+        #[arg(long)]
+        to: String,
+        /// Seconds to wait for the group to be healthy on the target.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "HAKEEP_NODE")]
+        node: Option<String>,
+    },
+    /// Stop (on) or resume (off) the agent's actions, for all groups or one.
+    Maintenance {
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Run the health checks once; exit 0 when all pass, 1 otherwise.
+    Check {
+        group: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "HAKEEP_NODE")]
+        node: Option<String>,
+    },
     /// Print the version.
     Version,
 }

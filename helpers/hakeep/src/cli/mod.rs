@@ -2,6 +2,7 @@
 
 mod args;
 mod config_cmds;
+mod ops_cmds;
 
 use clap::Parser;
 
@@ -63,6 +64,37 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let node = node.unwrap_or_else(short_hostname);
             crate::agent::run(&cluster, &node, crate::agent::Paths::default())?;
             Ok(exit::OK)
+        }
+        Command::Status {
+            json,
+            all_nodes,
+            node,
+        } => ops_cmds::status(&cli.config, node, json, all_nodes),
+        Command::Release {
+            group,
+            all,
+            hold,
+            json,
+        } => ops_cmds::release(&cli.config, group, all, hold, json),
+        Command::Takeover {
+            group,
+            no_remote,
+            wait,
+            json,
+            node,
+        } => ops_cmds::takeover(&cli.config, node, &group, no_remote, wait, json),
+        Command::Switchover {
+            group,
+            to,
+            wait,
+            json,
+            node,
+        } => ops_cmds::switchover(&cli.config, node, &group, &to, wait, json),
+        Command::Maintenance { mode, group } => {
+            ops_cmds::maintenance(&cli.config, &mode, group.as_deref())
+        }
+        Command::Check { group, json, node } => {
+            ops_cmds::check(&cli.config, node, group.as_deref(), json)
         }
         Command::Version => {
             println!("hakeep {}", env!("CARGO_PKG_VERSION"));

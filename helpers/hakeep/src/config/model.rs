@@ -15,6 +15,7 @@ pub struct Cluster {
     pub name: String,
     pub keepalived: KeepalivedSettings,
     pub agent: AgentSettings,
+    pub ssh: SshSettings,
     pub nodes: Vec<Node>,
     pub groups: Vec<Group>,
 }
@@ -67,6 +68,33 @@ impl Default for AgentSettings {
             service_timeout_secs: 120,
             command_timeout_secs: 30,
             umount_grace_secs: 5,
+        }
+    }
+}
+
+/// How operator commands reach the other nodes (`status --all-nodes`, `switchover`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    /// Private key used when no ssh-agent offers one.
+    pub identity_file: PathBuf,
+    /// Host keys are always checked against this file; unknown hosts are refused.
+    pub known_hosts: PathBuf,
+    pub connect_timeout_secs: u32,
+    /// hakeep's path on the nodes.
+    pub hakeep: PathBuf,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            user: "root".into(),
+            port: 22,
+            identity_file: PathBuf::from("/root/.ssh/id_ed25519"),
+            known_hosts: PathBuf::from("/root/.ssh/known_hosts"),
+            connect_timeout_secs: 5,
+            hakeep: PathBuf::from("/usr/local/bin/hakeep"),
         }
     }
 }

@@ -17,6 +17,7 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
         name: String::new(),
         keepalived: KeepalivedSettings::default(),
         agent: AgentSettings::default(),
+        ssh: SshSettings::default(),
         nodes: Vec::new(),
         groups: Vec::new(),
     };
@@ -38,6 +39,9 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
     }
     if let Some(node) = map.get_node("agent") {
         cluster.agent = agent(r, node, &path.key("agent"));
+    }
+    if let Some(node) = map.get_node("ssh") {
+        cluster.ssh = ssh(r, node, &path.key("ssh"));
     }
     if let Some(node) = r.required(map, &path, "nodes") {
         cluster.nodes = named_entries(r, node, &path.key("nodes"), node_entry);
@@ -134,6 +138,53 @@ fn agent(r: &mut Reader, node: &Node, path: &FieldPath) -> AgentSettings {
         if let Some(n) = map.get_node(key) {
             if let Some(v) = r.integer(n, &path.key(key), min, max) {
                 *slot = v as u32;
+            }
+        }
+    }
+    settings
+}
+
+fn ssh(r: &mut Reader, node: &Node, path: &FieldPath) -> SshSettings {
+    let mut settings = SshSettings::default();
+    let Some(map) = r.mapping(node, path) else {
+        return settings;
+    };
+    r.reject_unknown_keys(
+        map,
+        path,
+        &[
+            "user",
+            "port",
+            "identity_file",
+            "known_hosts",
+            "connect_timeout",
+            "hakeep",
+        ],
+    );
+    if let Some(n) = map.get_node("user") {
+        let p = path.key("user");
+        if let Some(user) = checked_string(r, n, &p, syntax::name).map(|()| scalar_text(n)) {
+            settings.user = user;
+        }
+    }
+    if let Some(n) = map.get_node("port") {
+        if let Some(port) = r.integer(n, &path.key("port"), 1, 65535) {
+            settings.port = port as u16;
+        }
+    }
+    if let Some(n) = map.get_node("connect_timeout") {
+        if let Some(secs) = r.integer(n, &path.key("connect_timeout"), 1, 300) {
+            settings.connect_timeout_secs = secs as u32;
+        }
+    }
+    for (key, slot) in [
+        ("identity_file", &mut settings.identity_file),
+        ("known_hosts", &mut settings.known_hosts),
+        ("hakeep", &mut settings.hakeep),
+    ] {
+        if let Some(n) = map.get_node(key) {
+            if let Some(p) = checked_string(r, n, &path.key(key), syntax::absolute_path) {
+                *slot = p;
             }
         }
     }

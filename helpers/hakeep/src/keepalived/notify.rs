@@ -6,7 +6,7 @@ use std::fmt;
 /// The longest line the agent accepts; longer input is garbage, not a state change.
 pub const MAX_LINE: usize = 512;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum VrrpState {
     Master,

@@ -1,0 +1,272 @@
+//! status, release, takeover, switchover, maintenance, check.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::{exit, short_hostname};
+use crate::agent::control::ControlReply;
+use crate::agent::Paths;
+use crate::config::{self, Cluster};
+use crate::exec::SystemRunner;
+use crate::ops::status::{self, Verdict};
+use crate::ops::{
+    check as checks, cluster_status, maintenance as flags, moves, status_view, table,
+};
+
+fn load(config: &Path) -> anyhow::Result<Cluster> {
+    config::load(config).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn code(verdict: Verdict) -> i32 {
+    match verdict {
+        Verdict::AsIntended => exit::OK,
+        Verdict::SomethingWrong => exit::PROBLEM,
+        Verdict::CannotTell => exit::CANNOT_TELL,
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn status(
+    config: &Path,
+    node: Option<String>,
+    json: bool,
+    all_nodes: bool,
+) -> anyhow::Result<i32> {
+    let cluster = load(config)?;
+    let me = node.unwrap_or_else(short_hostname);
+    let paths = Paths::default();
+    if all_nodes {
+        let s = cluster_status::gather(&cluster, config, &me, &paths);
+        if json {
+            print_json(&s)?;
+        } else {
+            print!("{}", cluster_status::render(&s, table::colour_wanted()));
+        }
+        return Ok(code(s.verdict()));
+    }
+    let s = status::local(&paths, &cluster.name, &me);
+    if json {
+        print_json(&s)?;
+    } else {
+        print!("{}", status_view::node(&s, table::colour_wanted()));
+    }
+    Ok(code(s.verdict()))
+}
+
+fn report(reply: &ControlReply, json: bool) -> anyhow::Result<i32> {
+    if json {
+        print_json(reply)?;
+    } else if reply.ok {
+        println!("{}", reply.message);
+    } else {
+        eprintln!("hakeep: {}", reply.message);
+    }
+    Ok(if reply.ok { exit::OK } else { exit::PROBLEM })
+}
+
+pub fn release(
+    config: &Path,
+    group: Option<String>,
+    all: bool,
+    hold: Option<u32>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let cluster = load(config)?;
+    let me = short_hostname();
+    let paths = Paths::default();
+    let groups: Vec<String> = match group {
+        Some(g) => vec![g],
+        None if all => {
+            let s = status::local(&paths, &cluster.name, &me);
+            s.active_groups().map(|g| g.name.clone()).collect()
+        }
+        None => bail!("name a group or --all"),
+    };
+    let mut worst = exit::OK;
+    for g in groups {
+        let reply = moves::release_local(&paths, &g, hold)?;
+        worst = worst.max(report(&reply, json)?);
+    }
+    Ok(worst)
+}
+
+pub fn takeover(
+    config: &Path,
+    node: Option<String>,
+    group: &str,
+    no_remote: bool,
+    wait: u64,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let cluster = load(config)?;
+    let me = node.unwrap_or_else(short_hostname);
+    let paths = Paths::default();
+    let site = moves::Site {
+        cluster: &cluster,
+        config,
+        me: &me,
+        paths: &paths,
+    };
+    let wait = Duration::from_secs(wait);
+    if !no_remote {
+        let (active_on, unknown) = moves::holders(&site, group);
+        for holder in active_on.iter().filter(|h| **h != me) {
+            if !json {
+                println!("asking {holder} to release {group} first");
+            }
+            let reply = moves::remote_control(
+                &site,
+                holder,
+                &["release", group, "--json"],
+                wait + Duration::from_secs(30),
+            )?;
+            if !reply.ok {
+                eprintln!(
+                    "hakeep: {holder} could not release {group}: {}",
+                    reply.message
+                );
+                return Ok(exit::PROBLEM);
+            }
+        }
+        for node in unknown.iter().filter(|n| **n != me) {
+            eprintln!("hakeep: warning: {node} cannot be asked; storage fencing protects the data if it still holds {group}");
+        }
+    }
+    let reply = moves::takeover_local(&site, group, wait)?;
+    report(&reply, json)
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl moves::Progress for Bar {
+    fn step(&self, message: &str) {
+        self.0.inc(1);
+        self.0.set_message(message.to_string());
+    }
+}
+
+pub fn switchover(
+    config: &Path,
+    node: Option<String>,
+    group: &str,
+    to: &str,
+    wait: u64,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let cluster = load(config)?;
+    let me = node.unwrap_or_else(short_hostname);
+    let bar = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(4);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("[{pos}/{len}] {elapsed:>4} {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    };
+    let paths = Paths::default();
+    let site = moves::Site {
+        cluster: &cluster,
+        config,
+        me: &me,
+        paths: &paths,
+    };
+    let report = moves::switchover(
+        &site,
+        group,
+        to,
+        Duration::from_secs(wait),
+        &Bar(bar.clone()),
+    )?;
+    bar.finish_and_clear();
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("{}", report.message);
+        if let Some(ms) = report.outage_ms {
+            println!(
+                "outage: {ms} ms (from {} starting its release to the service answering on {})",
+                report.from.as_deref().unwrap_or("?"),
+                report.to
+            );
+        }
+    }
+    Ok(if report.ok { exit::OK } else { exit::PROBLEM })
+}
+
+pub fn maintenance(config: &Path, mode: &str, group: Option<&str>) -> anyhow::Result<i32> {
+    let cluster = load(config)?;
+    if let Some(g) = group {
+        if cluster.group(g).is_none() {
+            eprintln!("hakeep: no group {g:?} in {}", config.display());
+            return Ok(exit::PROBLEM);
+        }
+    }
+    let on = mode == "on";
+    let changed = flags::set(&Paths::default(), group, on)?;
+    let what = group
+        .map(|g| format!("group {g}"))
+        .unwrap_or_else(|| "all groups".into());
+    println!(
+        "maintenance {} for {what}{}: {}",
+        if on { "on" } else { "off" },
+        if changed { "" } else { " (already)" },
+        if on {
+            "the agent records but does not act; keepalived is left alone"
+        } else {
+            "the agent acts again at its next resync"
+        }
+    );
+    Ok(exit::OK)
+}
+
+pub fn check(
+    config: &Path,
+    node: Option<String>,
+    group: Option<&str>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let cluster = load(config)?;
+    let me = node.unwrap_or_else(short_hostname);
+    let s = status::local(&Paths::default(), &cluster.name, &me);
+    let mut results = Vec::new();
+    for g in cluster
+        .groups_of(&me)
+        .filter(|g| group.is_none_or(|want| want == g.name))
+    {
+        let active = s
+            .groups
+            .iter()
+            .any(|st| st.name == g.name && st.state.desired == "active");
+        results.extend(checks::group(&SystemRunner, &cluster, &me, g, active));
+    }
+    if let Some(want) = group {
+        if cluster.group(want).is_none() {
+            eprintln!("hakeep: no group {want:?} in {}", config.display());
+            return Ok(exit::CANNOT_TELL);
+        }
+    }
+    let ok = results.iter().all(|r| r.ok);
+    if json {
+        print_json(&results)?;
+    } else {
+        for r in &results {
+            println!(
+                "{} {} {}: {}",
+                if r.ok { "ok  " } else { "FAIL" },
+                r.group,
+                r.check,
+                r.detail
+            );
+        }
+    }
+    Ok(if ok { exit::OK } else { exit::PROBLEM })
+}

@@ -1,0 +1,72 @@
+//! `hakeep check`: the checks once, for scripts and monitoring. For a group active here:
+//! its services, mounts and opt-in checks. For a group on standby here: nothing of it
+//! may be active.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::agent::monitor;
+use crate::config::{Cluster, Group};
+use crate::drivers::{self, Context, Observed, Timeouts};
+use crate::exec::Runner;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub group: String,
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Runs the checks of `group` given whether it should be active on this node.
+pub fn group(
+    runner: &dyn Runner,
+    cluster: &Cluster,
+    node: &str,
+    group: &Group,
+    active: bool,
+) -> Vec<CheckResult> {
+    let timeouts = Timeouts::default();
+    let ctx = Context {
+        runner,
+        cluster: &cluster.name,
+        node,
+        timeouts: &timeouts,
+    };
+    let mut results = Vec::new();
+    for resource in drivers::resources_of(cluster, group) {
+        let observed = resource.observe(&ctx);
+        let (ok, detail) = match (&observed, active) {
+            (Ok(Observed::NotApplicable), _) => continue,
+            (Ok(Observed::Active), true) | (Ok(Observed::Inactive), false) => {
+                (true, format!("{observed:?}").to_lowercase())
+            }
+            (Ok(o), true) => (
+                false,
+                format!("{o:?} but the group is active here").to_lowercase(),
+            ),
+            (Ok(o), false) => (false, format!("{o:?} on a standby node").to_lowercase()),
+            (Err(e), _) => (false, e.to_string()),
+        };
+        results.push(CheckResult {
+            group: group.name.clone(),
+            check: resource.id(),
+            ok,
+            detail,
+        });
+    }
+    if active {
+        for check in &group.checks {
+            let timeout = Duration::from_secs(u64::from(check.timeout_secs));
+            let outcome = monitor::probe(runner, &check.kind, timeout);
+            results.push(CheckResult {
+                group: group.name.clone(),
+                check: monitor::describe(&check.kind),
+                ok: outcome.is_ok(),
+                detail: outcome.err().unwrap_or_else(|| "passed".into()),
+            });
+        }
+    }
+    results
+}

@@ -1,0 +1,10 @@
+//! Operator commands: status, release, takeover, switchover, maintenance, check.
+
+pub mod check;
+pub mod cluster_status;
+pub mod maintenance;
+pub mod moves;
+pub mod remote;
+pub mod status;
+pub mod status_view;
+pub mod table;

@@ -1,0 +1,1619 @@
+//! Tier-2 test harness (DESIGN.md §8): the real `hakeep agent` and real keepalived in
+//! network namespaces on a bridge of their own, real floating IPs, a loop device as the
+//! shared storage, a resource-script service, and a client namespace that talks to the VIP.
+//!
+//! Layout of a lab (`ID` is `hkt-<pid of the test process>`):
+//!
+//! ```text
+//!  host: bridge ID-br (no address, no route out)
+//!    ├─ veth ID-1 ── eth1 in netns ID-n1   10.213.0.11/24   node n1 (preferred)
+//!    ├─ veth ID-2 ── eth1 in netns ID-n2   10.213.0.12/24   node n2
+//!    └─ veth ID-c ── eth1 in netns ID-cl   10.213.0.50/24   client (curl)
+//!  VIP 10.213.0.100/24, group `web`: volume none, /dev/loopN (ext4) on /srv/hakeep-test,
+//!  service = tests/fixtures/http-service.sh (python3 http.server on :8080)
+//! ```
+//!
+//! Each node is a long-lived holder process (tests/fixtures/node-holder.sh) in the node's
+//! netns and a private mount namespace with its own tmpfs on /run, /tmp, /var/log and
+//! /srv; keepalived, the agent and every helper command join it with `nsenter`. Node
+//! files are read and written through `/proc/HOLDER/root/...`, which resolves in the
+//! node's mount namespace.
+//!
+//! Files of a lab live under `/var/tmp/hakeep-tests/<pid>/` (not /tmp: the nodes have a
+//! private /tmp, and they must see the config, the scripts and the binary).
+//!
+//! Cleanup: [`Lab::finish`] (and `Drop`, as a fallback) kills every process in the lab's
+//! namespaces, deletes the namespaces, bridge and veths, detaches the loop device and
+//! removes the files, then checks that nothing is left. Every lab start first removes
+//! leftovers of earlier runs that were killed: every netns, link and loop device named
+//! (or backed by a file) with the `hkt-` prefix whose owning test process is gone. The
+//! owner's pid is part of each name so that two test processes running at once (two
+//! developers on one machine) never tear down each other's labs.
+//!
+//! Labs are serialized within a process by a global lock held for a lab's lifetime.
+#![allow(dead_code)] // every test binary that includes the harness uses a different part
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rustix::process::{kill_process, Pid, Signal};
+
+/// Every netns and host link of the harness starts with this, followed by the owner's pid.
+pub const PREFIX: &str = "hkt-";
+/// Fixed home of the harness's files: `<ROOT_DIR>/<pid>/`.
+pub const ROOT_DIR: &str = "/var/tmp/hakeep-tests";
+/// The node-side interface name in every node netns (cluster.yml `interface`).
+pub const IFACE: &str = "eth1";
+pub const VIP: &str = "10.213.0.100";
+pub const CLIENT_ADDR: &str = "10.213.0.50";
+pub const GROUP: &str = "web";
+pub const VRID: u32 = 42;
+/// Must stay under /srv (node-holder.sh mounts a private tmpfs there) and match
+/// http-service.sh's DOCROOT.
+pub const MOUNTPOINT: &str = "/srv/hakeep-test";
+pub const HTTP_PORT: u16 = 8080;
+/// The content of www/index.html on the shared filesystem.
+pub const CONTENT: &str = "hakeep-test-content";
+/// http-service.sh refuses to start while this exists in the node's /run.
+pub const FAIL_START_MARKER: &str = "/run/hakeep-test-fail-start";
+/// http-service.sh start sleeps this file's number of seconds first.
+pub const SLOW_START_MARKER: &str = "/run/hakeep-test-slow-start";
+/// http-service.sh start writes this when it begins.
+pub const START_BEGAN_MARKER: &str = "/run/hakeep-test-start-began";
+/// The agent's files, inside a node (contract of `hakeep agent`).
+pub const FIFO: &str = "/run/hakeep/vrrp.fifo";
+pub const STATE_JSON: &str = "/run/hakeep/state.json";
+pub const ACTIONS_LOG: &str = "/var/log/hakeep/actions.log";
+pub const KEEPALIVED_PID: &str = "/run/keepalived.pid";
+pub const HTTP_LOG: &str = "/var/log/hakeep-test-http.log";
+
+/// Agent timing in the test cluster.yml (seconds).
+pub const HOLD_DOWN: u64 = 5;
+pub const RESYNC_INTERVAL: u64 = 2;
+pub const UMOUNT_GRACE: u64 = 2;
+const SERVICE_TIMEOUT: u64 = 20;
+
+/// How long a whole failover (detection ~3.3 s with advert_int 1, then the take) may take
+/// before a wait gives up; generous, this is a bound, not a timing assertion.
+pub const CONVERGE: Duration = Duration::from_secs(40);
+const POLL: Duration = Duration::from_millis(200);
+const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+const IMAGE_SIZE: u64 = 64 << 20;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+// ---------------------------------------------------------------------------------------
+// Running programs, waiting
+
+/// Runs a command with a time limit, capturing its output. A grandchild that keeps the
+/// output pipes open (a daemon) can't hang the caller: reading stops soon after the
+/// command itself exits.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {desc}"))?;
+    let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
+    for (is_out, mut pipe) in [
+        (
+            true,
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        ),
+        (
+            false,
+            Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+        ),
+    ] {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            let _ = tx.send((is_out, buf));
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{desc} did not finish within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let read_deadline = Instant::now() + Duration::from_secs(2);
+    for _ in 0..2 {
+        let left = read_deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((true, b)) => stdout = b,
+            Ok((false, b)) => stderr = b,
+            Err(_) => break,
+        }
+    }
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs argv; Ok(output) whatever the exit code.
+pub fn run(argv: &[&str]) -> Result<Output> {
+    run_with_timeout(Command::new(argv[0]).args(&argv[1..]), CMD_TIMEOUT)
+}
+
+/// Runs argv; an error (with its stderr) unless it exits 0. Returns stdout.
+pub fn run_ok(argv: &[&str]) -> Result<String> {
+    let out = run(argv)?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            argv.join(" "),
+            out.status,
+            text(&out.stderr).trim()
+        );
+    }
+    Ok(text(&out.stdout))
+}
+
+/// Polls `predicate` every `poll` until it holds; an error naming `what` after `timeout`.
+/// Returns how long it took.
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+    mut predicate: impl FnMut() -> bool,
+) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        if predicate() {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() >= timeout {
+            bail!("timed out after {timeout:?} waiting until {what}");
+        }
+        thread::sleep(poll);
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let skip = all.len().saturating_sub(lines);
+    let mut out = String::new();
+    if skip > 0 {
+        let _ = writeln!(out, "[... {skip} earlier lines]");
+    }
+    for l in &all[skip..] {
+        let _ = writeln!(out, "{l}");
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes and namespaces
+
+fn ns_inode(path: impl AsRef<Path>) -> Option<u64> {
+    fs::metadata(path).ok().map(|m| m.ino())
+}
+
+fn all_pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Process state letter from /proc/PID/stat; None when the process is gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Whether a process has exited (a zombie has: it holds no files, mounts or namespaces).
+pub fn gone_or_zombie(pid: u32) -> bool {
+    matches!(proc_state(pid), None | Some('Z') | Some('X'))
+}
+
+fn ppid(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+pub fn cmdline(pid: u32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+fn signal(pid: u32, sig: Signal) {
+    if let Some(p) = Pid::from_raw(pid as i32) {
+        let _ = kill_process(p, sig);
+    }
+}
+
+/// Pids (not ours) whose network or mount namespace is one of `inodes`.
+fn pids_in_namespaces(inodes: &HashSet<u64>) -> Vec<u32> {
+    let me = std::process::id();
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me && !gone_or_zombie(pid))
+        .filter(|pid| {
+            ["net", "mnt"].iter().any(|kind| {
+                ns_inode(format!("/proc/{pid}/ns/{kind}")).is_some_and(|i| inodes.contains(&i))
+            })
+        })
+        .collect()
+}
+
+/// SIGKILLs every process in those namespaces, in rounds (one may fork while we look),
+/// and waits until they have exited.
+fn kill_all_in(inodes: &HashSet<u64>) -> Result<()> {
+    if inodes.is_empty() {
+        return Ok(());
+    }
+    let mut killed = Vec::new();
+    for _ in 0..10 {
+        let pids = pids_in_namespaces(inodes);
+        if pids.is_empty() {
+            break;
+        }
+        for &pid in &pids {
+            signal(pid, Signal::KILL);
+        }
+        killed.extend(pids);
+        thread::sleep(Duration::from_millis(50));
+    }
+    wait_until(
+        "every killed lab process has exited",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || killed.iter().all(|&p| gone_or_zombie(p)),
+    )?;
+    let left = pids_in_namespaces(inodes);
+    if !left.is_empty() {
+        bail!("processes survive in the lab's namespaces: {left:?}");
+    }
+    Ok(())
+}
+
+/// The pid a harness name belongs to: `hkt-<pid>-...`.
+fn owner_of_name(name: &str) -> Option<u32> {
+    name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()
+}
+
+fn comm_stem(pid: &str) -> Option<String> {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim().split('-').next().unwrap_or("").to_string())
+}
+
+/// Whether `owner` is another live test process of this kind (its labs are not leftovers).
+/// Our own pid counts as dead: labs are serialized, so anything of ours that exists when
+/// a lab starts was left behind by an earlier lab.
+fn owner_alive(owner: Option<u32>) -> bool {
+    let Some(pid) = owner else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return false;
+    }
+    match (comm_stem(&pid.to_string()), comm_stem("self")) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => false,
+    }
+}
+
+fn list_netns() -> Vec<String> {
+    fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn list_links() -> Vec<String> {
+    fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// (device, backing file) of every loop device.
+fn list_loops() -> Vec<(String, String)> {
+    let Ok(out) = run_ok(&[
+        "losetup",
+        "--list",
+        "--noheadings",
+        "--raw",
+        "--output",
+        "NAME,BACK-FILE",
+    ]) else {
+        return Vec::new();
+    };
+    out.lines()
+        .filter_map(|l| {
+            let (name, file) = l.split_once(' ')?;
+            Some((name.to_string(), file.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The owner pid of a file under ROOT_DIR/<pid>/.
+fn owner_of_file(path: &str) -> Option<Option<u32>> {
+    let rest = path.strip_prefix(ROOT_DIR)?.strip_prefix('/')?;
+    Some(rest.split('/').next()?.parse().ok())
+}
+
+/// What the harness left (or would leave) on the machine for owners `target` selects.
+#[derive(Debug, Default)]
+struct Leftovers {
+    netns: Vec<String>,
+    links: Vec<String>,
+    loops: Vec<(String, String)>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Leftovers {
+    fn find(target: &dyn Fn(Option<u32>) -> bool) -> Leftovers {
+        let ours = |name: &String| name.starts_with(PREFIX) && target(owner_of_name(name));
+        let dirs = fs::read_dir(ROOT_DIR)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| target(e.file_name().to_str().and_then(|n| n.parse().ok())))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Leftovers {
+            netns: list_netns().into_iter().filter(ours).collect(),
+            links: list_links().into_iter().filter(ours).collect(),
+            loops: list_loops()
+                .into_iter()
+                .filter(|(_, file)| owner_of_file(file).is_some_and(target))
+                .collect(),
+            dirs,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.netns.is_empty() && self.links.is_empty() && self.loops.is_empty()
+    }
+}
+
+/// Removes everything of the owners `target` selects: kills the processes in their
+/// namespaces (which ends their mount namespaces and so their mounts), deletes netns and
+/// links, detaches loop devices, removes files. `extra_ns` adds namespace inodes to kill
+/// in (a lab's holders' mount namespaces).
+fn purge(target: &dyn Fn(Option<u32>) -> bool, extra_ns: &HashSet<u64>) -> Result<()> {
+    let found = Leftovers::find(target);
+    let mut inodes: HashSet<u64> = extra_ns.clone();
+    for ns in &found.netns {
+        if let Some(i) = ns_inode(format!("/run/netns/{ns}")) {
+            inodes.insert(i);
+        }
+    }
+    let mut problems = Vec::new();
+    if let Err(e) = kill_all_in(&inodes) {
+        problems.push(format!("{e:#}"));
+    }
+    for ns in &found.netns {
+        if let Err(e) = run_ok(&["ip", "netns", "delete", ns]) {
+            problems.push(format!("{e:#}"));
+        }
+    }
+    // Host ends of veths vanish with their netns; what remains (bridges, orphans) goes now.
+    thread::sleep(Duration::from_millis(100));
+    for link in &found.links {
+        if Path::new("/sys/class/net").join(link).exists() {
+            let _ = run(&["ip", "link", "delete", link]);
+        }
+    }
+    for (dev, _) in &found.loops {
+        let _ = run(&["losetup", "--detach", dev]);
+    }
+    let settled = wait_until(
+        "the harness's netns, links and loop devices are gone",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || Leftovers::find(target).is_empty(),
+    );
+    if settled.is_err() {
+        problems.push(format!("still present: {:?}", Leftovers::find(target)));
+    }
+    for dir in &found.dirs {
+        if let Err(e) = fs::remove_dir_all(dir) {
+            if e.kind() != ErrorKind::NotFound {
+                problems.push(format!("removing {}: {e}", dir.display()));
+            }
+        }
+    }
+    let _ = fs::remove_dir(ROOT_DIR); // only when empty
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("cleanup incomplete: {}", problems.join("; "))
+    }
+}
+
+/// The lock that serializes labs (and leftover cleanup) within this test process.
+pub fn lock() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes what killed earlier runs left behind (owners no longer alive, and this
+/// process's own earlier labs). Other live test processes' labs are left alone. Needs
+/// the lab lock: without it, this process's running lab would count as a leftover.
+pub fn cleanup_leftovers(_lock: &MutexGuard<'static, ()>) -> Result<()> {
+    purge(&|owner| !owner_alive(owner), &HashSet::new())
+}
+
+// ---------------------------------------------------------------------------------------
+// Root check and the scenario runner
+
+/// Whether the harness can run here. Root is needed; without it the tests are skipped
+/// loudly, except under CI, where that is a failure.
+pub fn require_root(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: the tier-2 agent tests need root (netns, loop devices), and CI is set");
+    }
+    // Straight to stderr, past the test harness's output capture: a skip must be seen.
+    let bang = "!".repeat(76);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{bang}\n!! SKIPPED {test}: not root. The tier-2 agent tests need root\n\
+         !! (network namespaces, a bridge, loop devices). Run them as root.\n{bang}"
+    );
+    false
+}
+
+/// Starts a lab, runs `body` on it, prints the lab's logs if it fails (or always, with
+/// HAKEEP_TEST_LOGS=1), tears the lab down and checks that nothing is left; panics on any
+/// failure.
+pub fn scenario(name: &str, builder: LabBuilder, body: impl FnOnce(&mut Lab) -> Result<()>) {
+    if !require_root(name) {
+        return;
+    }
+    let started = Instant::now();
+    eprintln!("[{name}] starting the lab");
+    let mut lab = match builder.start() {
+        Ok(lab) => lab,
+        Err(e) => panic!("{name}: the lab did not start: {e:#}"),
+    };
+    eprintln!(
+        "[{name}] lab {} up after {:.1?} ({:.1?} waiting for the lab lock)",
+        lab.id,
+        started.elapsed(),
+        started.elapsed().saturating_sub(lab.age())
+    );
+    let result = body(&mut lab);
+    if result.is_err() || std::env::var_os("HAKEEP_TEST_LOGS").is_some() {
+        eprintln!("{}", lab.diagnostics());
+    }
+    let cleanup = lab.finish();
+    eprintln!("[{name}] done after {:.1?}", started.elapsed());
+    if let Err(e) = result {
+        panic!("{name}: {e:#}");
+    }
+    if let Err(e) = cleanup {
+        panic!("{name}: {e:#}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The lab
+
+pub struct Node {
+    pub name: String,
+    pub netns: String,
+    pub host_veth: String,
+    pub address: String,
+    dir: PathBuf,
+    holder: Option<Child>,
+    holder_pid: u32,
+    keepalived: Option<Child>,
+    keepalived_log_offset: u64,
+    agent: Option<Child>,
+}
+
+impl Node {
+    fn keepalived_log(&self) -> PathBuf {
+        self.dir.join("keepalived.log")
+    }
+    fn agent_log(&self) -> PathBuf {
+        self.dir.join("agent.log")
+    }
+}
+
+/// Options of a lab. By default: two nodes with agents; node n1's keepalived starts
+/// first and the lab waits until it has become MASTER before starting n2's, so n1 is the
+/// deterministic first master (and the first to try a take).
+pub struct LabBuilder {
+    agent: bool,
+    staggered: bool,
+    node_files: Vec<(String, String, String)>,
+}
+
+impl LabBuilder {
+    /// keepalived only, no `hakeep agent` (to test the harness itself).
+    pub fn without_agent(mut self) -> Self {
+        self.agent = false;
+        self
+    }
+
+    /// Start every node's keepalived at once instead of n1 first.
+    pub fn simultaneous(mut self) -> Self {
+        self.staggered = false;
+        self
+    }
+
+    /// Writes a file into a node's namespaces (e.g. a fixture marker in its /run) before
+    /// its agent and keepalived start.
+    pub fn node_file(mut self, node: &str, path: &str, content: &str) -> Self {
+        self.node_files
+            .push((node.to_string(), path.to_string(), content.to_string()));
+        self
+    }
+
+    pub fn start(self) -> Result<Lab> {
+        Lab::start(self)
+    }
+}
+
+pub struct Lab {
+    pub id: String,
+    pub dir: PathBuf,
+    pub bridge: String,
+    pub client_ns: String,
+    client_veth: String,
+    pub nodes: Vec<Node>,
+    pub loop_dev: Option<String>,
+    pub config: PathBuf,
+    hakeep: PathBuf,
+    pub service_script: PathBuf,
+    holder_mnt_ns: HashSet<u64>,
+    extras: Vec<(String, Child)>,
+    agent_enabled: bool,
+    started: Instant,
+    finished: bool,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    pub fn builder() -> LabBuilder {
+        LabBuilder {
+            agent: true,
+            staggered: true,
+            node_files: Vec::new(),
+        }
+    }
+
+    fn start(opts: LabBuilder) -> Result<Lab> {
+        let guard = lock();
+        let started = Instant::now();
+        for tool in ["ip", "nsenter", "unshare", "losetup", "mkfs.ext4", "curl"] {
+            run(&[tool, "--version"]).with_context(|| format!("{tool} is needed"))?;
+        }
+        run(&["keepalived", "--version"])
+            .context("keepalived is needed (scripts/install-deps.sh)")?;
+        if !Path::new("/usr/bin/python3").exists() {
+            bail!("/usr/bin/python3 is needed by tests/fixtures/http-service.sh");
+        }
+        // Leftovers that resist removal don't share this lab's names: warn and go on.
+        if let Err(e) = cleanup_leftovers(&guard) {
+            eprintln!("warning: leftovers of an earlier run remain: {e:#}");
+        }
+
+        let pid = std::process::id();
+        let id = format!("{PREFIX}{pid}");
+        let dir = Path::new(ROOT_DIR).join(pid.to_string());
+        let nodes = (1..=2)
+            .map(|i| Node {
+                name: format!("n{i}"),
+                netns: format!("{id}-n{i}"),
+                host_veth: format!("{id}-{i}"),
+                address: format!("10.213.0.{}", 10 + i),
+                dir: dir.join(format!("n{i}")),
+                holder: None,
+                holder_pid: 0,
+                keepalived: None,
+                keepalived_log_offset: 0,
+                agent: None,
+            })
+            .collect();
+        let mut lab = Lab {
+            bridge: format!("{id}-br"),
+            client_ns: format!("{id}-cl"),
+            client_veth: format!("{id}-c"),
+            config: dir.join("cluster.yml"),
+            hakeep: dir.join("bin/hakeep"),
+            service_script: dir.join("bin/http-service"),
+            id,
+            dir,
+            nodes,
+            loop_dev: None,
+            holder_mnt_ns: HashSet::new(),
+            extras: Vec::new(),
+            agent_enabled: opts.agent,
+            started,
+            finished: false,
+            _serial: guard,
+        };
+        if let Err(e) = lab.build(&opts) {
+            eprintln!("{}", lab.diagnostics());
+            return Err(e); // Drop tears down what was built
+        }
+        Ok(lab)
+    }
+
+    fn build(&mut self, opts: &LabBuilder) -> Result<()> {
+        self.make_files()?;
+        self.make_disk()?;
+        self.make_network()?;
+        for i in 0..self.nodes.len() {
+            self.start_holder(i)?;
+        }
+        for (node, path, content) in &opts.node_files {
+            self.write_node_file(node, path, content)?;
+        }
+        self.write_config()?;
+        let names = self.node_names();
+        for name in &names {
+            if self.agent_enabled {
+                self.start_agent(name)?;
+            } else {
+                // keepalived needs the directory of its notify FIFO and track files.
+                fs::create_dir_all(self.node_path(name, "/run/hakeep/track"))?;
+            }
+        }
+        for name in &names {
+            self.start_keepalived(name)?;
+            if opts.staggered && name == &names[0] {
+                let n = name.clone();
+                // Has entered MASTER (it may have left it already, e.g. a failed take).
+                let entered = format!("({GROUP}) Entering MASTER STATE");
+                self.wait(
+                    &format!("{n}'s keepalived has become MASTER (staggered start)"),
+                    Duration::from_secs(15),
+                    |lab| lab.keepalived_output(&n).contains(&entered),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn make_files(&mut self) -> Result<()> {
+        fs::create_dir_all(self.dir.join("bin"))?;
+        for node in &self.nodes {
+            fs::create_dir_all(&node.dir)?;
+        }
+        // Copies, not the originals: the nodes must see them (a target dir under /tmp
+        // would be hidden by the node's private /tmp), and the script must be executable.
+        fs::copy(env!("CARGO_BIN_EXE_hakeep"), &self.hakeep).context("copying hakeep")?;
+        fs::copy(fixtures().join("http-service.sh"), &self.service_script)?;
+        fs::copy(
+            fixtures().join("node-holder.sh"),
+            self.dir.join("bin/node-holder"),
+        )?;
+        for f in [&self.hakeep, &self.service_script] {
+            fs::set_permissions(f, fs::Permissions::from_mode(0o755))?;
+        }
+        Ok(())
+    }
+
+    fn make_disk(&mut self) -> Result<()> {
+        let image = self.dir.join("disk.img");
+        let content = self.dir.join("disk-content");
+        fs::create_dir_all(content.join("www"))?;
+        fs::write(content.join("www/index.html"), format!("{CONTENT}\n"))?;
+        fs::File::create(&image)?.set_len(IMAGE_SIZE)?;
+        let (image_s, content_s) = (image.display().to_string(), content.display().to_string());
+        run_ok(&[
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "hakeep-test",
+            "-d",
+            &content_s,
+            &image_s,
+        ])?;
+        let dev = run_ok(&["losetup", "--find", "--show", &image_s])?;
+        self.loop_dev = Some(dev.trim().to_string());
+        Ok(())
+    }
+
+    fn make_network(&mut self) -> Result<()> {
+        let br = self.bridge.clone();
+        run_ok(&[
+            "ip",
+            "link",
+            "add",
+            &br,
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ])?;
+        no_ipv6(&br);
+        run_ok(&["ip", "link", "set", &br, "up"])?;
+        let mut ends: Vec<(String, String, String)> = self
+            .nodes
+            .iter()
+            .map(|n| (n.netns.clone(), n.host_veth.clone(), n.address.clone()))
+            .collect();
+        ends.push((
+            self.client_ns.clone(),
+            self.client_veth.clone(),
+            CLIENT_ADDR.to_string(),
+        ));
+        for (ns, veth, addr) in ends {
+            run_ok(&["ip", "netns", "add", &ns])?;
+            run_ok(&[
+                "ip", "link", "add", &veth, "type", "veth", "peer", "name", IFACE, "netns", &ns,
+            ])?;
+            no_ipv6(&veth);
+            run_ok(&["ip", "link", "set", &veth, "master", &br, "up"])?;
+            run_ok(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+            run_ok(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                IFACE,
+            ])?;
+            run_ok(&["ip", "-n", &ns, "link", "set", IFACE, "up"])?;
+        }
+        // The rules: no host address on the bridge, no default route anywhere.
+        let host = run_ok(&["ip", "-o", "addr", "show", "dev", &br])?;
+        if !host.trim().is_empty() {
+            bail!("the bridge {br} has a host address: {host}");
+        }
+        Ok(())
+    }
+
+    fn start_holder(&mut self, i: usize) -> Result<()> {
+        let script = self.dir.join("bin/node-holder");
+        let node = &mut self.nodes[i];
+        let log = fs::File::create(node.dir.join("holder.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &node.netns])
+            .args(["unshare", "--mount", "--propagation", "private", "--"])
+            .arg("/bin/sh")
+            .arg(&script)
+            .args([&node.name, MOUNTPOINT])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting a node holder")?;
+        // ip netns exec, unshare and sh all exec: the child's pid is the holder's.
+        node.holder_pid = child.id();
+        node.holder = Some(child);
+        let (name, pid) = (node.name.clone(), node.holder_pid);
+        let ready = format!("/proc/{pid}/root/run/hakeep-test-ready");
+        wait_until(
+            &format!("node {name}'s holder has its private mounts"),
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || Path::new(&ready).exists(),
+        )
+        .with_context(|| {
+            format!(
+                "holder log: {}",
+                fs::read_to_string(self.nodes[i].dir.join("holder.log")).unwrap_or_default()
+            )
+        })?;
+        let mnt = ns_inode(format!("/proc/{pid}/ns/mnt")).context("holder's mount ns")?;
+        if Some(mnt) == ns_inode("/proc/self/ns/mnt") {
+            bail!("node {name}'s holder shares the test's mount namespace");
+        }
+        self.holder_mnt_ns.insert(mnt);
+        Ok(())
+    }
+
+    /// The test cluster.yml (DESIGN.md §4), the same file for every node.
+    pub fn cluster_yml(&self) -> String {
+        let mut nodes = String::new();
+        for n in &self.nodes {
+            let _ = writeln!(
+                nodes,
+                "  {}: {{ address: {}, interface: {IFACE} }}",
+                n.name, n.address
+            );
+        }
+        format!(
+            "# tier-2 test cluster written by tests/harness (lab {id})\n\
+             cluster: hkt\n\
+             keepalived:\n  advert_int: 1\n  vrrp_version: 2\n  unicast: true\n\
+             agent:\n  hold_down: {HOLD_DOWN}\n  resync_interval: {RESYNC_INTERVAL}\n  \
+             umount_grace: {UMOUNT_GRACE}\n  service_timeout: {SERVICE_TIMEOUT}\n  \
+             command_timeout: 20\n\
+             nodes:\n{nodes}\
+             groups:\n  {GROUP}:\n    vrid: {VRID}\n    nodes: [{order}]\n    preempt: false\n    \
+             volumes: [none]\n    filesystems:\n      \
+             - {{ device: {dev}, mountpoint: {MOUNTPOINT}, fstype: ext4 }}\n    \
+             ips:\n      - {{ address: {VIP}/24 }}\n    \
+             services:\n      - {{ script: {script}, timeout: {SERVICE_TIMEOUT} }}\n",
+            id = self.id,
+            order = self.node_names().join(", "),
+            dev = self.loop_dev.as_deref().unwrap_or("/dev/null"),
+            script = self.service_script.display(),
+        )
+    }
+
+    fn write_config(&mut self) -> Result<()> {
+        fs::write(&self.config, self.cluster_yml())?;
+        let config = self.config.display().to_string();
+        let hakeep = env!("CARGO_BIN_EXE_hakeep");
+        run_ok(&[hakeep, "validate", "-c", &config]).context("hakeep validate")?;
+        for node in &self.nodes {
+            let conf = run_ok(&[
+                hakeep,
+                "render",
+                "keepalived",
+                "--node",
+                &node.name,
+                "-c",
+                &config,
+            ])
+            .context("hakeep render keepalived")?;
+            fs::write(node.dir.join("keepalived.conf"), conf)?;
+        }
+        Ok(())
+    }
+
+    // -- addressing nodes --------------------------------------------------------------
+
+    /// Time since the lab started (after it got the lab lock).
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    fn idx(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name} in the lab"))
+    }
+
+    pub fn node(&self, name: &str) -> &Node {
+        &self.nodes[self.idx(name)]
+    }
+
+    /// The other node of a two-node lab.
+    pub fn peer_of(&self, name: &str) -> String {
+        self.nodes
+            .iter()
+            .find(|n| n.name != name)
+            .map(|n| n.name.clone())
+            .expect("a peer")
+    }
+
+    pub fn holder_pid(&self, name: &str) -> u32 {
+        self.node(name).holder_pid
+    }
+
+    /// A path inside a node's mount namespace, reachable from the host.
+    pub fn node_path(&self, name: &str, path: &str) -> PathBuf {
+        let rel = path.trim_start_matches('/');
+        PathBuf::from(format!("/proc/{}/root", self.holder_pid(name))).join(rel)
+    }
+
+    pub fn read_node_file(&self, name: &str, path: &str) -> Option<String> {
+        fs::read(self.node_path(name, path)).ok().map(|b| text(&b))
+    }
+
+    pub fn write_node_file(&self, name: &str, path: &str, content: &str) -> Result<()> {
+        let p = self.node_path(name, path);
+        fs::write(&p, content).with_context(|| format!("{name}: writing {path}"))
+    }
+
+    pub fn remove_node_file(&self, name: &str, path: &str) -> Result<()> {
+        match fs::remove_file(self.node_path(name, path)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("{name}: removing {path}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn node_file_exists(&self, name: &str, path: &str) -> bool {
+        self.node_path(name, path).exists()
+    }
+
+    fn nsenter(&self, name: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("--target")
+            .arg(self.holder_pid(name).to_string())
+            .args(["--mount", "--net", "--"]);
+        cmd
+    }
+
+    /// Runs argv inside a node (its mount and network namespaces).
+    pub fn exec(&self, name: &str, argv: &[&str]) -> Result<Output> {
+        run_with_timeout(self.nsenter(name).args(argv), CMD_TIMEOUT)
+    }
+
+    /// Starts a long-running process inside a node; the lab kills it at teardown.
+    /// Returns its pid (nsenter execs, so the pid is the program's).
+    pub fn spawn_in(&mut self, name: &str, label: &str, argv: &[&str]) -> Result<u32> {
+        let child = self
+            .nsenter(name)
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("{name}: starting {label}"))?;
+        let pid = child.id();
+        self.extras.push((format!("{name}:{label}"), child));
+        Ok(pid)
+    }
+
+    /// Whether a process started with [`Lab::spawn_in`] has exited (and reaps it).
+    pub fn spawned_exited(&mut self, pid: u32) -> bool {
+        match self.extras.iter_mut().find(|(_, c)| c.id() == pid) {
+            Some((_, child)) => !matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    // -- observing a node ---------------------------------------------------------------
+
+    pub fn mountinfo(&self, name: &str) -> String {
+        fs::read_to_string(format!("/proc/{}/mountinfo", self.holder_pid(name))).unwrap_or_default()
+    }
+
+    /// Whether the shared device (or anything) is mounted on the group's mountpoint in
+    /// that node.
+    pub fn has_mount(&self, name: &str) -> bool {
+        let dev = self.loop_dev.clone().unwrap_or_default();
+        self.mountinfo(name).lines().any(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let mountpoint = fields.get(4).copied().unwrap_or("");
+            let source = line
+                .split(" - ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').nth(1))
+                .unwrap_or("");
+            mountpoint == MOUNTPOINT
+                || mountpoint.starts_with(&format!("{MOUNTPOINT}/"))
+                || (!dev.is_empty() && source == dev)
+        })
+    }
+
+    pub fn addresses(&self, name: &str) -> String {
+        run_ok(&["ip", "-n", &self.node(name).netns, "-o", "addr", "show"]).unwrap_or_default()
+    }
+
+    pub fn has_vip(&self, name: &str) -> bool {
+        let needle = format!(" {VIP}/");
+        self.addresses(name).contains(&needle)
+    }
+
+    /// The fixture service's own `status` in that node.
+    pub fn service_running(&self, name: &str) -> bool {
+        let script = self.service_script.display().to_string();
+        self.exec(name, &[&script, "status"])
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// Processes in a node's network namespace: (pid, command line).
+    pub fn processes(&self, name: &str) -> Vec<(u32, String)> {
+        let Some(ino) = ns_inode(format!("/run/netns/{}", self.node(name).netns)) else {
+            return Vec::new();
+        };
+        let set = HashSet::from([ino]);
+        pids_in_namespaces(&set)
+            .into_iter()
+            .map(|p| (p, cmdline(p)))
+            .collect()
+    }
+
+    /// HTTP GET through the VIP from the client netns.
+    pub fn http_get(&self, path: &str) -> Result<String> {
+        let url = format!("http://{VIP}:{HTTP_PORT}/{}", path.trim_start_matches('/'));
+        let out = run_with_timeout(
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", self.client_ns))
+                .args(["--", "curl", "-sS", "--fail", "--max-time", "2", &url]),
+            Duration::from_secs(10),
+        )?;
+        if !out.status.success() {
+            bail!("GET {url}: {}", text(&out.stderr).trim());
+        }
+        Ok(text(&out.stdout))
+    }
+
+    /// Which node the service behind the VIP says it runs on (the start script writes its
+    /// node's name to node.txt), if it answers and serves the fixture content.
+    pub fn serving_node(&self) -> Option<String> {
+        let index = self.http_get("index.html").ok()?;
+        if !index.contains(CONTENT) {
+            return None;
+        }
+        Some(self.http_get("node.txt").ok()?.trim().to_string())
+    }
+
+    pub fn actions_log(&self, name: &str) -> String {
+        self.read_node_file(name, ACTIONS_LOG).unwrap_or_default()
+    }
+
+    pub fn state_json(&self, name: &str) -> Option<String> {
+        self.read_node_file(name, STATE_JSON)
+    }
+
+    pub fn track_file(&self, name: &str) -> Option<String> {
+        self.read_node_file(name, &format!("/run/hakeep/track/{GROUP}"))
+    }
+
+    /// keepalived's output since its latest start.
+    pub fn keepalived_output(&self, name: &str) -> String {
+        let node = self.node(name);
+        let all = fs::read(node.keepalived_log()).unwrap_or_default();
+        let from = (node.keepalived_log_offset as usize).min(all.len());
+        text(&all[from..])
+    }
+
+    /// The last state keepalived's current run entered for the group (MASTER, BACKUP,
+    /// FAULT), from its log.
+    pub fn keepalived_state(&self, name: &str) -> Option<String> {
+        let marker = format!("({GROUP}) Entering ");
+        self.keepalived_output(name).lines().rev().find_map(|l| {
+            let rest = &l[l.find(&marker)? + marker.len()..];
+            Some(rest.split_whitespace().next()?.to_string())
+        })
+    }
+
+    pub fn keepalived_running(&mut self, name: &str) -> bool {
+        let i = self.idx(name);
+        matches!(
+            self.nodes[i].keepalived.as_mut().map(|c| c.try_wait()),
+            Some(Ok(None))
+        )
+    }
+
+    pub fn agent_running(&mut self, name: &str) -> bool {
+        let i = self.idx(name);
+        matches!(
+            self.nodes[i].agent.as_mut().map(|c| c.try_wait()),
+            Some(Ok(None))
+        )
+    }
+
+    pub fn agent_pid(&self, name: &str) -> Option<u32> {
+        self.node(name).agent.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the node holds the group: mounted and the VIP; `holds_nothing` is the
+    /// opposite claim for every part (mount, VIP, service).
+    pub fn is_active(&self, name: &str) -> bool {
+        self.has_mount(name) && self.has_vip(name)
+    }
+
+    pub fn holds_nothing(&self, name: &str) -> bool {
+        !self.has_mount(name) && !self.has_vip(name) && !self.service_running(name)
+    }
+
+    /// `name` serves alone: mounted there, the VIP there, the service answering through
+    /// the VIP from `name`; every other node has no mount, no VIP, no service.
+    pub fn check_only_active(&self, name: &str) -> Result<()> {
+        let mut wrong = Vec::new();
+        if !self.has_mount(name) {
+            wrong.push(format!("{name} has no mount on {MOUNTPOINT}"));
+        }
+        if !self.has_vip(name) {
+            wrong.push(format!("{name} lacks the VIP"));
+        }
+        match self.serving_node() {
+            Some(s) if s == name => {}
+            other => wrong.push(format!("HTTP through the VIP is served by {other:?}")),
+        }
+        for other in self.node_names().into_iter().filter(|n| n != name) {
+            if self.has_mount(&other) {
+                wrong.push(format!("{other} has {MOUNTPOINT} mounted"));
+            }
+            if self.has_vip(&other) {
+                wrong.push(format!("{other} has the VIP"));
+            }
+            if self.service_running(&other) {
+                wrong.push(format!("{other} runs the service"));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            bail!("{name} is not the only active node: {}", wrong.join("; "))
+        }
+    }
+
+    /// Waits until `name` is the only active node (see [`Lab::check_only_active`]).
+    pub fn wait_only_active(&self, name: &str, timeout: Duration) -> Result<Duration> {
+        self.wait(&format!("{name} alone is active"), timeout, |lab| {
+            lab.check_only_active(name).is_ok()
+        })
+        .map_err(|e| match self.check_only_active(name) {
+            Err(why) => e.context(why.to_string()),
+            Ok(()) => e,
+        })
+    }
+
+    /// Waits until exactly one node is active; returns its name.
+    pub fn wait_one_active(&self, timeout: Duration) -> Result<String> {
+        let mut found = None;
+        self.wait("exactly one node is active", timeout, |lab| {
+            found = lab
+                .node_names()
+                .into_iter()
+                .find(|n| lab.check_only_active(n).is_ok());
+            found.is_some()
+        })?;
+        Ok(found.expect("found"))
+    }
+
+    /// [`wait_until`] with the lab's state summary in the error.
+    pub fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut predicate: impl FnMut(&Lab) -> bool,
+    ) -> Result<Duration> {
+        wait_until(what, timeout, POLL, || predicate(self))
+            .map_err(|e| e.context(format!("lab state: {}", self.summary())))
+    }
+
+    /// One line per node: keepalived state, mount, VIP, service; and who serves HTTP.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        for n in &self.nodes {
+            let name = &n.name;
+            let _ = write!(
+                s,
+                "[{name}: keepalived {} mounted={} vip={} service={} track={}] ",
+                self.keepalived_state(name).unwrap_or_else(|| "-".into()),
+                self.has_mount(name),
+                self.has_vip(name),
+                self.service_running(name),
+                self.track_file(name)
+                    .map(|t| t.trim().to_string())
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        let _ = write!(s, "[HTTP via VIP: {:?}]", self.serving_node());
+        s
+    }
+
+    // -- acting on a node ---------------------------------------------------------------
+
+    fn open_log(path: &Path, what: &str, since: Duration) -> Result<(fs::File, u64)> {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let offset = f.metadata()?.len();
+        writeln!(f, "===== {what} started at lab time {since:.1?} =====")?;
+        Ok((f, offset))
+    }
+
+    /// Starts keepalived in the node, in the foreground, logging to the lab dir.
+    pub fn start_keepalived(&mut self, name: &str) -> Result<()> {
+        let i = self.idx(name);
+        if self.keepalived_running(name) {
+            bail!("{name}: keepalived is already running");
+        }
+        let node = &self.nodes[i];
+        let conf = node.dir.join("keepalived.conf");
+        let (log, offset) =
+            Self::open_log(&node.keepalived_log(), "keepalived", self.started.elapsed())?;
+        let child = self
+            .nsenter(name)
+            .args([
+                "keepalived",
+                "--dont-fork",
+                "--log-console",
+                "--log-detail",
+                "--vrrp",
+                "--no-syslog",
+            ])
+            .arg(format!("--pid={KEEPALIVED_PID}"))
+            .arg(format!("--use-file={}", conf.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("{name}: starting keepalived"))?;
+        let pid = child.id();
+        self.nodes[i].keepalived = Some(child);
+        self.nodes[i].keepalived_log_offset = offset;
+        self.wait(
+            &format!("{name}'s keepalived writes its pid file"),
+            Duration::from_secs(10),
+            |lab| {
+                lab.read_node_file(name, KEEPALIVED_PID)
+                    .is_some_and(|p| p.trim() == pid.to_string())
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Crashes keepalived like a kill -9 of the whole daemon. Killing only its parent is
+    /// not a crash: the VRRP child then gets SIGTERM (parent-death signal), sends priority
+    /// 0 and removes the VIPs. So: stop the parent (no respawn), SIGKILL its children,
+    /// SIGKILL it, reap it. The VIPs stay where they were, as after a real crash.
+    pub fn crash_keepalived(&mut self, name: &str) -> Result<()> {
+        let i = self.idx(name);
+        let Some(mut child) = self.nodes[i].keepalived.take() else {
+            bail!("{name}: keepalived is not running");
+        };
+        let parent = child.id();
+        signal(parent, Signal::STOP);
+        let children: Vec<u32> = all_pids()
+            .into_iter()
+            .filter(|&p| ppid(p) == Some(parent))
+            .collect();
+        for &c in &children {
+            signal(c, Signal::KILL);
+        }
+        signal(parent, Signal::KILL);
+        child.wait()?; // no zombie: the agent must see the pid gone
+        wait_until(
+            &format!("{name}'s keepalived processes are gone"),
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || children.iter().all(|&c| gone_or_zombie(c)),
+        )?;
+        Ok(())
+    }
+
+    /// Starts `hakeep agent` in the node. On a first start, waits until it has created the
+    /// notify FIFO; on a restart (the FIFO is there), until it has run for a moment.
+    pub fn start_agent(&mut self, name: &str) -> Result<()> {
+        let i = self.idx(name);
+        if self.agent_running(name) {
+            bail!("{name}: the agent is already running");
+        }
+        let fifo_existed = self.node_path(name, FIFO).exists();
+        let node = &self.nodes[i];
+        let (log, _) = Self::open_log(&node.agent_log(), "hakeep agent", self.started.elapsed())?;
+        let child = self
+            .nsenter(name)
+            .arg(&self.hakeep)
+            .args(["agent", "-c"])
+            .arg(&self.config)
+            .args(["--node", name])
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("{name}: starting hakeep agent"))?;
+        self.nodes[i].agent = Some(child);
+        if fifo_existed {
+            thread::sleep(Duration::from_millis(500));
+        } else {
+            let fifo = self.node_path(name, FIFO);
+            let _ = wait_until(
+                &format!("{name}'s agent creates {FIFO}"),
+                Duration::from_secs(15),
+                Duration::from_millis(50),
+                || {
+                    fs::metadata(&fifo).is_ok_and(|m| m.file_type().is_fifo())
+                        || !matches!(
+                            self.nodes[i].agent.as_mut().map(|c| c.try_wait()),
+                            Some(Ok(None))
+                        )
+                },
+            );
+        }
+        if !self.agent_running(name) {
+            let log = fs::read_to_string(self.nodes[i].agent_log()).unwrap_or_default();
+            bail!("{name}: hakeep agent exited at start:\n{}", tail(&log, 40));
+        }
+        if !fifo_existed
+            && !fs::metadata(self.node_path(name, FIFO)).is_ok_and(|m| m.file_type().is_fifo())
+        {
+            bail!("{name}: hakeep agent did not create {FIFO} within 15 s");
+        }
+        Ok(())
+    }
+
+    /// kill -9 the agent (only the agent: what it started keeps running), and reap it.
+    pub fn kill_agent(&mut self, name: &str) -> Result<()> {
+        let i = self.idx(name);
+        let Some(mut child) = self.nodes[i].agent.take() else {
+            bail!("{name}: no agent to kill");
+        };
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Sets the node's link (its eth1) down or up.
+    pub fn set_link(&self, name: &str, up: bool) -> Result<()> {
+        let state = if up { "up" } else { "down" };
+        run_ok(&[
+            "ip",
+            "-n",
+            &self.node(name).netns,
+            "link",
+            "set",
+            IFACE,
+            state,
+        ])?;
+        Ok(())
+    }
+
+    /// Writes bytes into a node's notify FIFO, as keepalived would (never blocks for long).
+    pub fn write_fifo(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.node_path(name, FIFO);
+        let meta = fs::metadata(&path).with_context(|| format!("{name}: {FIFO}"))?;
+        if !meta.file_type().is_fifo() {
+            bail!("{name}: {FIFO} is not a FIFO");
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&path)
+            .with_context(|| format!("{name}: opening {FIFO} (no reader?)"))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match f.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        bail!(
+                            "{name}: {FIFO} stays full: nobody reads it ({} bytes unwritten)",
+                            rest.len()
+                        );
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e).with_context(|| format!("{name}: writing {FIFO}")),
+            }
+        }
+        Ok(())
+    }
+
+    // -- diagnostics and teardown ----------------------------------------------------------
+
+    /// Everything worth reading when a scenario fails: per node the logs of keepalived and
+    /// the agent, actions.log, state.json, addresses, mounts, processes.
+    pub fn diagnostics(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "\n################ lab {} diagnostics (lab time {:.1?}) ################",
+            self.id,
+            self.started.elapsed()
+        );
+        let _ = writeln!(
+            s,
+            "loop device: {:?}, config: {}",
+            self.loop_dev,
+            self.config.display()
+        );
+        for n in &self.nodes {
+            let name = &n.name;
+            let _ = writeln!(
+                s,
+                "\n======== node {name} (netns {}, holder pid {}) ========",
+                n.netns, n.holder_pid
+            );
+            if n.holder_pid == 0 {
+                let _ = writeln!(s, "(no holder)");
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "keepalived state {:?}, mounted {}, vip {}, track file {:?}",
+                self.keepalived_state(name),
+                self.has_mount(name),
+                self.has_vip(name),
+                self.track_file(name)
+            );
+            let _ = writeln!(s, "--- addresses\n{}", self.addresses(name).trim_end());
+            let info = self.mountinfo(name);
+            let mounts: Vec<&str> = info
+                .lines()
+                .filter(|l| l.contains(" /srv") || l.contains("/dev/loop"))
+                .collect();
+            let _ = writeln!(s, "--- mounts under /srv\n{}", mounts.join("\n"));
+            let _ = writeln!(s, "--- processes");
+            for (pid, cmd) in self.processes(name) {
+                let _ = writeln!(s, "{pid} {cmd}");
+            }
+            let _ = writeln!(
+                s,
+                "--- {STATE_JSON}\n{}",
+                self.state_json(name).unwrap_or_default().trim_end()
+            );
+            let _ = writeln!(
+                s,
+                "--- {ACTIONS_LOG}\n{}",
+                tail(&self.actions_log(name), 80).trim_end()
+            );
+            let _ = writeln!(
+                s,
+                "--- {HTTP_LOG}\n{}",
+                tail(&self.read_node_file(name, HTTP_LOG).unwrap_or_default(), 15).trim_end()
+            );
+            let _ = writeln!(
+                s,
+                "--- keepalived log\n{}",
+                tail(
+                    &fs::read_to_string(n.keepalived_log()).unwrap_or_default(),
+                    60
+                )
+                .trim_end()
+            );
+            let _ = writeln!(
+                s,
+                "--- agent log\n{}",
+                tail(&fs::read_to_string(n.agent_log()).unwrap_or_default(), 150).trim_end()
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n--- client neighbours\n{}",
+            run_ok(&["ip", "-n", &self.client_ns, "neigh", "show"])
+                .unwrap_or_default()
+                .trim_end()
+        );
+        let _ = writeln!(
+            s,
+            "################ end of lab {} diagnostics ################",
+            self.id
+        );
+        s
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        let me = std::process::id();
+        let result = purge(&|owner| owner == Some(me), &self.holder_mnt_ns);
+        // Reap our children (all were in the lab's namespaces, so they are dead now).
+        let mut children: Vec<Child> = self.extras.drain(..).map(|(_, c)| c).collect();
+        for n in &mut self.nodes {
+            children.extend(n.agent.take());
+            children.extend(n.keepalived.take());
+            children.extend(n.holder.take());
+        }
+        for mut c in children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        result?;
+        let left = pids_in_namespaces(&self.holder_mnt_ns);
+        if !left.is_empty() {
+            bail!("processes left in the nodes' mount namespaces: {left:?}");
+        }
+        Ok(())
+    }
+
+    /// Tears the lab down and checks that nothing of it is left on the machine.
+    pub fn finish(mut self) -> Result<()> {
+        self.finished = true;
+        self.teardown().context("tearing the lab down")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if thread::panicking() {
+            eprintln!("{}", self.diagnostics());
+        }
+        if let Err(e) = self.teardown() {
+            eprintln!("lab {}: {e:#}", self.id);
+        }
+    }
+}
+
+fn no_ipv6(link: &str) {
+    // Keeps link-local addresses off the host side: the host has no address on the lab.
+    let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{link}/disable_ipv6"), "1");
+}
+
+// ---------------------------------------------------------------------------------------
+// actions.log
+
+/// One line of actions.log: `TIMESTAMP group=G action=A step=S result=R duration_ms=N ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub group: String,
+    pub action: String,
+    pub step: String,
+    pub result: String,
+    pub duration_ms: Option<u64>,
+}
+
+pub fn parse_actions(log: &str) -> Vec<Action> {
+    log.lines()
+        .filter_map(|line| {
+            let fields: BTreeMap<&str, &str> = line
+                .split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .collect();
+            Some(Action {
+                group: fields.get("group")?.to_string(),
+                action: fields.get("action")?.to_string(),
+                step: fields.get("step")?.to_string(),
+                result: fields.get("result").copied().unwrap_or("").to_string(),
+                duration_ms: fields.get("duration_ms").and_then(|d| d.parse().ok()),
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests of the harness's own pure parts
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn owner_pids_come_from_names() {
+        assert_eq!(owner_of_name("hkt-1234-n1"), Some(1234));
+        assert_eq!(owner_of_name("hkt-1234-br"), Some(1234));
+        assert_eq!(owner_of_name("hkt-x-br"), None);
+        assert_eq!(
+            owner_of_file("/var/tmp/hakeep-tests/77/disk.img"),
+            Some(Some(77))
+        );
+        assert_eq!(owner_of_file("/tmp/smoke/disk.img"), None);
+    }
+}

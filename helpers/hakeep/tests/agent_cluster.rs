@@ -332,6 +332,43 @@ fn agent_killed_on_the_standby_converges_after_restart() {
     });
 }
 
+/// Scenario 5c: an agent restart on the active node moves nothing: the same server process
+/// keeps serving, the mount stays, and the agent logs no step.
+#[test]
+fn agent_restart_on_the_active_node_moves_nothing() {
+    scenario("agent_restart_active", Lab::builder(), |lab| {
+        lab.wait_only_active("n1", CONVERGE)?;
+        let server = |lab: &Lab| -> Option<u32> {
+            lab.processes("n1")
+                .into_iter()
+                .find(|(_, c)| c.contains("http.server"))
+                .map(|(p, _)| p)
+        };
+        let before = server(lab).context("no http.server on n1")?;
+        let steps_before = parse_actions(&lab.actions_log("n1")).len();
+        lab.kill_agent("n1")?;
+        lab.start_agent("n1")?;
+        // Past the agent's first resync and its first full JSON dump.
+        holds_for(secs(8), || {
+            lab.check_only_active("n1")?;
+            ensure!(
+                server(lab) == Some(before),
+                "the server process changed: {before} -> {:?}",
+                server(lab)
+            );
+            Ok(())
+        })?;
+        let steps_after = parse_actions(&lab.actions_log("n1")).len();
+        ensure!(
+            steps_after == steps_before,
+            "the restarted agent ran {} step(s):\n{}",
+            steps_after - steps_before,
+            lab.actions_log("n1")
+        );
+        Ok(())
+    });
+}
+
 /// Scenario 5b: the agent is killed in the middle of a takeover (filesystem mounted,
 /// service start under way); the restarted agent converges, with one server running.
 #[test]

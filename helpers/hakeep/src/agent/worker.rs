@@ -92,7 +92,9 @@ impl Worker {
     /// Runs until the process ends.
     pub fn run(mut self, mailbox: Arc<Mailbox>) {
         self.resume_hold_down();
-        let mut seen = u64::MAX;
+        // Act only on a real input: before the first resync the state is unknown, and
+        // acting on "unknown" would release a group an agent restart must leave alone.
+        let mut seen = 0;
         let mut last_converge = Instant::now();
         loop {
             let input = mailbox.wait(seen, self.next_wake());
@@ -239,6 +241,16 @@ impl Worker {
         let desired = self.desired(input);
         if self.paths.in_maintenance(&self.group.name) {
             self.publish(input, desired, true, Vec::new());
+            return;
+        }
+        if input.keepalived_running && input.vrrp == VrrpState::Unknown && self.fault.is_none() {
+            // keepalived runs but has not told us this instance's state: wait for it.
+            self.publish(
+                input,
+                desired,
+                false,
+                vec!["waiting for keepalived to report this instance's state".into()],
+            );
             return;
         }
         let lock = match GroupLock::acquire(&self.paths.lock_file(&self.group.name)) {

@@ -108,3 +108,63 @@ pub fn read_events(mut fifo: File, events: Sender<Event>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_directory_others_can_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("hakeep");
+        secure_dir(&run, 0o755).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = secure_dir(&run, 0o755).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+    }
+
+    #[test]
+    fn creates_a_private_fifo_and_reuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vrrp.fifo");
+        drop(open(&path).unwrap());
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(meta.file_type().is_fifo());
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        let inode = meta.ino();
+        drop(open(&path).unwrap());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            inode,
+            "the FIFO was re-created"
+        );
+    }
+
+    #[test]
+    fn refuses_a_path_that_is_not_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vrrp.fifo");
+        std::fs::write(&path, b"").unwrap();
+        let err = open(&path).unwrap_err().to_string();
+        assert!(err.contains("is not a FIFO"), "{err}");
+    }
+
+    #[test]
+    fn events_flow_and_garbage_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vrrp.fifo");
+        let reader = open(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || read_events(reader, tx));
+        let mut writer = OpenOptions::new().write(true).open(&path).unwrap();
+        use std::io::Write;
+        writer
+            .write_all(b"\xff\xfe garbage\nINSTANCE \"web\" MASTER 200\n")
+            .unwrap();
+        let event = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!(event.name, "web");
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+    }
+}

@@ -2,7 +2,12 @@
 # Installs what the test tiers need on Debian 12, only what is missing. Idempotent.
 set -euo pipefail
 
-packages=(keepalived iproute2 util-linux e2fsprogs psmisc procps iputils-ping python3 curl)
+# openssh-server/-client: the operator tests run a real sshd in each test node (its own
+# network namespace, the node's address) and make keys with ssh-keygen; a host sshd does
+# not get in their way. python3-jsonschema: they validate `status --json` against
+# docs/status.schema.json (JSON Schema 2020-12).
+packages=(keepalived iproute2 util-linux e2fsprogs psmisc procps iputils-ping python3 curl
+  openssh-server openssh-client python3-jsonschema)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -162,6 +162,36 @@ fn priorities_follow_the_preference_order() {
 }
 
 #[test]
+fn agent_and_ssh_sections_are_read() {
+    let text = BASE.replace(
+        "nodes:\n",
+        "agent: { hold_down: 10, resync_interval: 2 }\nssh: { user: admin, port: 2222, known_hosts: /etc/hakeep/known_hosts }\nnodes:\n",
+    );
+    let cluster = config::from_str("x", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cluster.agent.hold_down_secs, 10);
+    assert_eq!(cluster.agent.resync_interval_secs, 2);
+    assert_eq!(cluster.agent.restart_limit, 3, "defaults stay");
+    assert_eq!(cluster.ssh.user, "admin");
+    assert_eq!(cluster.ssh.port, 2222);
+    assert_eq!(
+        cluster.ssh.known_hosts,
+        std::path::PathBuf::from("/etc/hakeep/known_hosts")
+    );
+    let bad = BASE.replace("nodes:\n", "ssh: { port: 0, identity: /x }\nnodes:\n");
+    let found = errors(&bad);
+    assert!(
+        found.iter().any(|e| e.starts_with("7:14: ssh.port")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|e| e.starts_with("7:17: ssh.identity: unknown field")),
+        "{found:#?}"
+    );
+}
+
+#[test]
 fn unit_names_without_suffix_become_services() {
     let cluster = config::from_str("x", &with("[nfs-server.service]", "[nfs-server]")).unwrap();
     assert_eq!(

@@ -75,6 +75,8 @@ pub enum Command {
         hold: Option<u32>,
         #[arg(long)]
         json: bool,
+        #[arg(long, env = "HAKEEP_NODE")]
+        node: Option<String>,
     },
     /// Take a group over here; a reachable current holder is asked to release it first.
     Takeover {

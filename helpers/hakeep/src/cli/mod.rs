@@ -75,7 +75,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             all,
             hold,
             json,
-        } => ops_cmds::release(&cli.config, group, all, hold, json),
+            node,
+        } => ops_cmds::release(&cli.config, node, group, all, hold, json),
         Command::Takeover {
             group,
             no_remote,

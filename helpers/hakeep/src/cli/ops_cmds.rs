@@ -72,13 +72,14 @@ fn report(reply: &ControlReply, json: bool) -> anyhow::Result<i32> {
 
 pub fn release(
     config: &Path,
+    node: Option<String>,
     group: Option<String>,
     all: bool,
     hold: Option<u32>,
     json: bool,
 ) -> anyhow::Result<i32> {
     let cluster = load(config)?;
-    let me = short_hostname();
+    let me = node.unwrap_or_else(short_hostname);
     let paths = Paths::default();
     let groups: Vec<String> = match group {
         Some(g) => vec![g],
@@ -123,7 +124,7 @@ pub fn takeover(
             let reply = moves::remote_control(
                 &site,
                 holder,
-                &["release", group, "--json"],
+                &["release", group, "--json", &format!("--node={holder}")],
                 wait + Duration::from_secs(30),
             )?;
             if !reply.ok {

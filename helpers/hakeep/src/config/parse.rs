@@ -27,7 +27,7 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
     r.reject_unknown_keys(
         map,
         &path,
-        &["cluster", "keepalived", "agent", "nodes", "groups"],
+        &["cluster", "keepalived", "agent", "ssh", "nodes", "groups"],
     );
     if let Some(node) = r.required(map, &path, "cluster") {
         cluster.name = checked_string(r, node, &path.key("cluster"), syntax::name)

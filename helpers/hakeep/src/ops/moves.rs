@@ -189,7 +189,12 @@ pub fn switchover(
         let reply = if holder == me {
             release_local(paths, group, None)?
         } else {
-            remote_control(site, holder, &["release", group, "--json"], timeout)?
+            remote_control(
+                site,
+                holder,
+                &["release", group, "--json", &format!("--node={holder}")],
+                timeout,
+            )?
         };
         if !reply.ok {
             return Ok(report(
@@ -212,7 +217,14 @@ pub fn switchover(
         remote_control(
             site,
             to,
-            &["takeover", group, "--json", "--no-remote", &wait_arg],
+            &[
+                "takeover",
+                group,
+                "--json",
+                "--no-remote",
+                &wait_arg,
+                &format!("--node={to}"),
+            ],
             timeout,
         )?
     };
@@ -226,17 +238,23 @@ pub fn switchover(
         ));
     }
     progress.step(&format!("waiting for {group}'s service to answer"));
-    let answered = wait_for_service(g, wait);
+    if let Err(e) = wait_for_service(g, wait) {
+        let message =
+            format!("group {group} is active on {to} but its service does not answer: {e}");
+        return Ok(report(from, false, message, None, release_ms));
+    }
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let outage_ms = release_started_ms.map(|start| now_ms.saturating_sub(start));
-    let message = match answered {
-        Ok(()) => format!("group {group} moved to {to}"),
-        Err(e) => format!("group {group} is active on {to} but its service does not answer: {e}"),
-    };
-    Ok(report(from, true, message, outage_ms, release_ms))
+    Ok(report(
+        from,
+        true,
+        format!("group {group} moved to {to}"),
+        outage_ms,
+        release_ms,
+    ))
 }
 
 /// Waits until the group's first tcp check connects (when it has one).

@@ -14,10 +14,16 @@
 //! ```
 //!
 //! Each node is a long-lived holder process (tests/fixtures/node-holder.sh) in the node's
-//! netns and a private mount namespace with its own tmpfs on /run, /tmp, /var/log and
-//! /srv; keepalived, the agent and every helper command join it with `nsenter`. Node
-//! files are read and written through `/proc/HOLDER/root/...`, which resolves in the
-//! node's mount namespace.
+//! netns and a private mount namespace with its own tmpfs on /run, /tmp, /var/log, /srv
+//! and /var/lib/hakeep (maintenance flags); keepalived, the agent and every helper command
+//! join it with `nsenter`. Node files are read and written through `/proc/HOLDER/root/...`,
+//! which resolves in the node's mount namespace.
+//!
+//! With [`LabBuilder::ssh`], every node also runs a real sshd on its address (keys made
+//! for the lab, see [`SshFiles`]) and cluster.yml gets an `ssh:` section, so the operator
+//! commands reach the peers as in production. [`Lab::hakeep`] runs `hakeep -c CLUSTER ...`
+//! inside a node; [`Lab::observer`] reads mounts and VIPs from /proc without forking, for
+//! samplers.
 //!
 //! Files of a lab live under `/var/tmp/hakeep-tests/<pid>/` (not /tmp: the nodes have a
 //! private /tmp, and they must see the config, the scripts and the binary).
@@ -78,6 +84,13 @@ pub const HTTP_LOG: &str = "/var/log/hakeep-test-http.log";
 
 /// Agent timing in the test cluster.yml (seconds).
 pub const HOLD_DOWN: u64 = 5;
+/// cluster.yml `ssh.connect_timeout` of labs with SSH (seconds): an unreachable node
+/// costs a status this long.
+pub const SSH_CONNECT_TIMEOUT: u64 = 2;
+/// Where Debian's openssh-server puts sshd (it must be started by its absolute path).
+pub const SSHD: &str = "/usr/sbin/sshd";
+/// sshd's pid file inside a node.
+pub const SSHD_PID: &str = "/run/sshd.pid";
 pub const RESYNC_INTERVAL: u64 = 2;
 pub const UMOUNT_GRACE: u64 = 2;
 const SERVICE_TIMEOUT: u64 = 20;
@@ -558,6 +571,7 @@ pub struct Node {
     keepalived: Option<Child>,
     keepalived_log_offset: u64,
     agent: Option<Child>,
+    sshd: Option<Child>,
 }
 
 impl Node {
@@ -567,6 +581,31 @@ impl Node {
     fn agent_log(&self) -> PathBuf {
         self.dir.join("agent.log")
     }
+    fn sshd_log(&self) -> PathBuf {
+        self.dir.join("sshd.log")
+    }
+}
+
+/// The SSH material of a lab with [`LabBuilder::ssh`]: a host key per node, one client key
+/// for root (authorized through `AuthorizedKeysFile` pointing here, never root's own
+/// files), and the known_hosts file made from the host keys. All under `<lab>/ssh/`.
+#[derive(Debug, Clone)]
+pub struct SshFiles {
+    pub dir: PathBuf,
+    /// The client's private key (cluster.yml `ssh.identity_file`).
+    pub identity_file: PathBuf,
+    /// `ADDRESS KEYTYPE KEY` per started node (cluster.yml `ssh.known_hosts`).
+    pub known_hosts: PathBuf,
+    pub authorized_keys: PathBuf,
+    /// Node name → its host's private key (the public one is next to it, `.pub`).
+    pub host_keys: BTreeMap<String, PathBuf>,
+}
+
+/// A node of cluster.yml that the lab does not start (nothing answers on its address).
+#[derive(Debug, Clone)]
+pub struct ExtraNode {
+    pub name: String,
+    pub address: String,
 }
 
 /// Options of a lab. By default: two nodes with agents; node n1's keepalived starts
@@ -576,6 +615,10 @@ pub struct LabBuilder {
     agent: bool,
     staggered: bool,
     node_files: Vec<(String, String, String)>,
+    hold_down: u64,
+    checks: Option<String>,
+    ssh: bool,
+    extra_nodes: Vec<ExtraNode>,
 }
 
 impl LabBuilder {
@@ -599,6 +642,36 @@ impl LabBuilder {
         self
     }
 
+    /// cluster.yml `agent.hold_down` (seconds; default [`HOLD_DOWN`]).
+    pub fn hold_down(mut self, secs: u64) -> Self {
+        self.hold_down = secs;
+        self
+    }
+
+    /// The group's `checks:`, as a YAML flow sequence, e.g. `[{ tcp: "10.213.0.100:8080" }]`.
+    pub fn checks(mut self, yaml_flow: &str) -> Self {
+        self.checks = Some(yaml_flow.to_string());
+        self
+    }
+
+    /// Runs a real sshd (Debian's /usr/sbin/sshd) in every node on its address, port 22,
+    /// with keys made for the lab ([`SshFiles`]), and writes cluster.yml's `ssh:` section
+    /// so that `hakeep status --all-nodes`, `takeover` and `switchover` reach the peers.
+    pub fn ssh(mut self) -> Self {
+        self.ssh = true;
+        self
+    }
+
+    /// A node in cluster.yml `nodes:` that is in no group and is never started: its
+    /// address on the lab's subnet answers nothing (unreachable).
+    pub fn extra_node(mut self, name: &str, address: &str) -> Self {
+        self.extra_nodes.push(ExtraNode {
+            name: name.to_string(),
+            address: address.to_string(),
+        });
+        self
+    }
+
     pub fn start(self) -> Result<Lab> {
         Lab::start(self)
     }
@@ -618,6 +691,10 @@ pub struct Lab {
     holder_mnt_ns: HashSet<u64>,
     extras: Vec<(String, Child)>,
     agent_enabled: bool,
+    hold_down: u64,
+    checks: Option<String>,
+    pub ssh: Option<SshFiles>,
+    pub extra_nodes: Vec<ExtraNode>,
     started: Instant,
     finished: bool,
     _serial: MutexGuard<'static, ()>,
@@ -629,6 +706,10 @@ impl Lab {
             agent: true,
             staggered: true,
             node_files: Vec::new(),
+            hold_down: HOLD_DOWN,
+            checks: None,
+            ssh: false,
+            extra_nodes: Vec::new(),
         }
     }
 
@@ -663,6 +744,7 @@ impl Lab {
                 keepalived: None,
                 keepalived_log_offset: 0,
                 agent: None,
+                sshd: None,
             })
             .collect();
         let mut lab = Lab {
@@ -679,6 +761,10 @@ impl Lab {
             holder_mnt_ns: HashSet::new(),
             extras: Vec::new(),
             agent_enabled: opts.agent,
+            hold_down: opts.hold_down,
+            checks: opts.checks.clone(),
+            ssh: None,
+            extra_nodes: opts.extra_nodes.clone(),
             started,
             finished: false,
             _serial: guard,
@@ -692,10 +778,18 @@ impl Lab {
 
     fn build(&mut self, opts: &LabBuilder) -> Result<()> {
         self.make_files()?;
+        if opts.ssh {
+            self.make_ssh_keys()?;
+        }
         self.make_disk()?;
         self.make_network()?;
         for i in 0..self.nodes.len() {
             self.start_holder(i)?;
+        }
+        if opts.ssh {
+            for name in self.node_names() {
+                self.start_sshd(&name)?;
+            }
         }
         for (node, path, content) in &opts.node_files {
             self.write_node_file(node, path, content)?;
@@ -862,27 +956,48 @@ impl Lab {
     /// The test cluster.yml (DESIGN.md §4), the same file for every node.
     pub fn cluster_yml(&self) -> String {
         let mut nodes = String::new();
-        for n in &self.nodes {
+        let all = self
+            .nodes
+            .iter()
+            .map(|n| (&n.name, &n.address))
+            .chain(self.extra_nodes.iter().map(|n| (&n.name, &n.address)));
+        for (name, address) in all {
             let _ = writeln!(
                 nodes,
-                "  {}: {{ address: {}, interface: {IFACE} }}",
-                n.name, n.address
+                "  {name}: {{ address: {address}, interface: {IFACE} }}"
             );
         }
+        let ssh = match &self.ssh {
+            None => String::new(),
+            Some(f) => format!(
+                "ssh:\n  user: root\n  port: 22\n  identity_file: {}\n  known_hosts: {}\n  \
+                 connect_timeout: {SSH_CONNECT_TIMEOUT}\n  hakeep: {}\n",
+                f.identity_file.display(),
+                f.known_hosts.display(),
+                self.hakeep.display()
+            ),
+        };
+        let checks = match &self.checks {
+            None => String::new(),
+            Some(c) => format!("    checks: {c}\n"),
+        };
         format!(
             "# tier-2 test cluster written by tests/harness (lab {id})\n\
              cluster: hkt\n\
              keepalived:\n  advert_int: 1\n  vrrp_version: 2\n  unicast: true\n\
-             agent:\n  hold_down: {HOLD_DOWN}\n  resync_interval: {RESYNC_INTERVAL}\n  \
+             agent:\n  hold_down: {hold_down}\n  resync_interval: {RESYNC_INTERVAL}\n  \
              umount_grace: {UMOUNT_GRACE}\n  service_timeout: {SERVICE_TIMEOUT}\n  \
              command_timeout: 20\n\
+             {ssh}\
              nodes:\n{nodes}\
              groups:\n  {GROUP}:\n    vrid: {VRID}\n    nodes: [{order}]\n    preempt: false\n    \
              volumes: [none]\n    filesystems:\n      \
              - {{ device: {dev}, mountpoint: {MOUNTPOINT}, fstype: ext4 }}\n    \
              ips:\n      - {{ address: {VIP}/24 }}\n    \
-             services:\n      - {{ script: {script}, timeout: {SERVICE_TIMEOUT} }}\n",
+             services:\n      - {{ script: {script}, timeout: {SERVICE_TIMEOUT} }}\n\
+             {checks}",
             id = self.id,
+            hold_down = self.hold_down,
             order = self.node_names().join(", "),
             dev = self.loop_dev.as_deref().unwrap_or("/dev/null"),
             script = self.service_script.display(),
@@ -1019,19 +1134,10 @@ impl Lab {
     /// Whether the shared device (or anything) is mounted on the group's mountpoint in
     /// that node.
     pub fn has_mount(&self, name: &str) -> bool {
-        let dev = self.loop_dev.clone().unwrap_or_default();
-        self.mountinfo(name).lines().any(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let mountpoint = fields.get(4).copied().unwrap_or("");
-            let source = line
-                .split(" - ")
-                .nth(1)
-                .and_then(|rest| rest.split(' ').nth(1))
-                .unwrap_or("");
-            mountpoint == MOUNTPOINT
-                || mountpoint.starts_with(&format!("{MOUNTPOINT}/"))
-                || (!dev.is_empty() && source == dev)
-        })
+        mountinfo_has_group_mount(
+            &self.mountinfo(name),
+            self.loop_dev.as_deref().unwrap_or(""),
+        )
     }
 
     pub fn addresses(&self, name: &str) -> String {
@@ -1381,6 +1487,200 @@ impl Lab {
         Ok(())
     }
 
+    // -- SSH ------------------------------------------------------------------------------
+
+    /// Makes the lab's keys: a client key, a host key per node, authorized_keys and
+    /// known_hosts (`ADDRESS KEYTYPE KEY`, from the host keys' .pub files).
+    fn make_ssh_keys(&mut self) -> Result<()> {
+        run(&[SSHD, "-V"]).with_context(|| {
+            format!("{SSHD} is needed (openssh-server; scripts/install-deps.sh)")
+        })?;
+        let dir = self.dir.join("ssh");
+        fs::create_dir_all(&dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        let keygen = |path: &Path, comment: &str| -> Result<()> {
+            let p = path.display().to_string();
+            run_ok(&[
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                comment,
+                "-f",
+                &p,
+            ])
+            .context("ssh-keygen (openssh-client) is needed")?;
+            Ok(())
+        };
+        let identity_file = dir.join("id_ed25519");
+        keygen(&identity_file, &format!("{}-client", self.id))?;
+        let authorized_keys = dir.join("authorized_keys");
+        fs::copy(identity_file.with_extension("pub"), &authorized_keys)?;
+        let mut host_keys = BTreeMap::new();
+        let mut known = String::new();
+        for n in &self.nodes {
+            let key = dir.join(format!("host_{}_ed25519", n.name));
+            keygen(&key, &format!("{}-{}", self.id, n.name))?;
+            let _ = writeln!(known, "{} {}", n.address, public_key(&key)?);
+            host_keys.insert(n.name.clone(), key);
+        }
+        let known_hosts = dir.join("known_hosts");
+        fs::write(&known_hosts, known)?;
+        self.ssh = Some(SshFiles {
+            dir,
+            identity_file,
+            known_hosts,
+            authorized_keys,
+            host_keys,
+        });
+        Ok(())
+    }
+
+    /// Makes a fresh ed25519 key pair under the lab's ssh dir and returns its public key as
+    /// `KEYTYPE KEY` (e.g. a wrong host key for a known_hosts that must not match).
+    pub fn new_public_key(&self, label: &str) -> Result<String> {
+        let files = self.ssh.as_ref().context("the lab has no SSH")?;
+        let key = files.dir.join(format!("extra_{label}_ed25519"));
+        let p = key.display().to_string();
+        run_ok(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &p])?;
+        public_key(&key)
+    }
+
+    /// Starts sshd in a node, listening on the node's address (port 22), and waits until
+    /// it listens.
+    pub fn start_sshd(&mut self, name: &str) -> Result<()> {
+        let i = self.idx(name);
+        let files = self.ssh.clone().context("the lab has no SSH")?;
+        let node = &self.nodes[i];
+        let config = node.dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "# sshd of lab {id}, node {name} (tests/harness)\n\
+                 ListenAddress {addr}\nPort 22\nAddressFamily inet\n\
+                 HostKey {hostkey}\nPidFile {SSHD_PID}\n\
+                 AuthorizedKeysFile {auth}\n\
+                 # The key lives under /var/tmp (world-writable): StrictModes would refuse it.\n\
+                 StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n\
+                 PubkeyAuthentication yes\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nX11Forwarding no\nAllowTcpForwarding no\n\
+                 PrintMotd no\nLogLevel VERBOSE\n",
+                id = self.id,
+                addr = node.address,
+                hostkey = files.host_keys[name].display(),
+                auth = files.authorized_keys.display(),
+            ),
+        )?;
+        // Privilege separation directory, in the node's private /run.
+        let privsep = self.node_path(name, "/run/sshd");
+        fs::create_dir_all(&privsep)?;
+        fs::set_permissions(&privsep, fs::Permissions::from_mode(0o755))?;
+        let node = &self.nodes[i];
+        let (log, _) = Self::open_log(&node.sshd_log(), "sshd", self.started.elapsed())?;
+        let child = self
+            .nsenter(name)
+            .args([SSHD, "-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("{name}: starting sshd"))?;
+        let holder = self.nodes[i].holder_pid;
+        let sshd = self.nodes[i].sshd.insert(child);
+        let listening = wait_until(
+            &format!("{name}'s sshd listens on port 22"),
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || listens_on(holder, 22) || !matches!(sshd.try_wait(), Ok(None)),
+        );
+        if listening.is_err() || !self.listens_on(name, 22) {
+            let log = fs::read_to_string(self.nodes[i].sshd_log()).unwrap_or_default();
+            bail!("{name}: sshd does not listen:\n{}", tail(&log, 20));
+        }
+        Ok(())
+    }
+
+    /// sshd's log of a node (all its runs).
+    pub fn sshd_output(&self, name: &str) -> String {
+        fs::read_to_string(self.node(name).sshd_log()).unwrap_or_default()
+    }
+
+    /// Stops a node's sshd (SIGKILL) and reaps it.
+    pub fn stop_sshd(&mut self, name: &str) -> Result<()> {
+        let i = self.idx(name);
+        let Some(mut child) = self.nodes[i].sshd.take() else {
+            bail!("{name}: sshd is not running");
+        };
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Whether something in the node listens on a TCP (IPv4) port, from /proc/HOLDER/net/tcp.
+    pub fn listens_on(&self, name: &str, port: u16) -> bool {
+        listens_on(self.holder_pid(name), port)
+    }
+
+    // -- operator commands ----------------------------------------------------------------
+
+    /// The copy of hakeep that the nodes run (cluster.yml `ssh.hakeep` too).
+    pub fn hakeep_path(&self) -> &Path {
+        &self.hakeep
+    }
+
+    /// Runs `hakeep -c CONFIG ARGS...` inside a node (the lab's cluster.yml), as an operator
+    /// on that node would. Ok(output) whatever the exit code.
+    pub fn hakeep(&self, name: &str, args: &[&str]) -> Result<Output> {
+        self.hakeep_with(name, &self.config, args, Duration::from_secs(180))
+    }
+
+    /// [`Lab::hakeep`] with another cluster file and time limit.
+    pub fn hakeep_with(
+        &self,
+        name: &str,
+        config: &Path,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<Output> {
+        let mut cmd = self.nsenter(name);
+        cmd.arg(&self.hakeep)
+            .arg("-c")
+            .arg(config)
+            .args(args)
+            // Deterministic: the configured key, never a developer's ssh-agent; no colours.
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("HAKEEP_NODE")
+            .env_remove("HAKEEP_CONFIG")
+            .env("NO_COLOR", "1");
+        run_with_timeout(&mut cmd, timeout)
+    }
+
+    /// Writes a file into the lab's directory (seen by every node) and returns its path.
+    pub fn write_lab_file(&self, name: &str, content: &str) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        fs::write(&path, content)?;
+        Ok(path)
+    }
+
+    // -- fast observation (no fork), for samplers ---------------------------------------------
+
+    /// A cheap, thread-safe view of the nodes' mounts and VIPs that reads /proc/HOLDER/...
+    /// directly (no nsenter, no `ip`), for sampling every few milliseconds.
+    pub fn observer(&self) -> Observer {
+        Observer {
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.holder_pid))
+                .collect(),
+            loop_dev: self.loop_dev.clone().unwrap_or_default(),
+        }
+    }
+
     /// Sets the node's link (its eth1) down or up.
     pub fn set_link(&self, name: &str, up: bool) -> Result<()> {
         let state = if up { "up" } else { "down" };
@@ -1505,6 +1805,21 @@ impl Lab {
                 "--- agent log\n{}",
                 tail(&fs::read_to_string(n.agent_log()).unwrap_or_default(), 150).trim_end()
             );
+            let flags: Vec<String> =
+                fs::read_dir(self.node_path(name, "/var/lib/hakeep/maintenance"))
+                    .map(|d| {
+                        d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            let _ = writeln!(s, "--- maintenance flags: {flags:?}");
+            if n.sshd_log().exists() {
+                let _ = writeln!(
+                    s,
+                    "--- sshd log\n{}",
+                    tail(&fs::read_to_string(n.sshd_log()).unwrap_or_default(), 30).trim_end()
+                );
+            }
         }
         let _ = writeln!(
             s,
@@ -1527,6 +1842,7 @@ impl Lab {
         // Reap our children (all were in the lab's namespaces, so they are dead now).
         let mut children: Vec<Child> = self.extras.drain(..).map(|(_, c)| c).collect();
         for n in &mut self.nodes {
+            children.extend(n.sshd.take());
             children.extend(n.agent.take());
             children.extend(n.keepalived.take());
             children.extend(n.holder.take());
@@ -1561,6 +1877,114 @@ impl Drop for Lab {
         if let Err(e) = self.teardown() {
             eprintln!("lab {}: {e:#}", self.id);
         }
+    }
+}
+
+/// Whether a mountinfo text has the group's mount: anything on MOUNTPOINT (or under it), or
+/// the shared device anywhere.
+fn mountinfo_has_group_mount(mountinfo: &str, dev: &str) -> bool {
+    mountinfo.lines().any(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let mountpoint = fields.get(4).copied().unwrap_or("");
+        let source = line
+            .split(" - ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').nth(1))
+            .unwrap_or("");
+        mountpoint == MOUNTPOINT
+            || mountpoint.starts_with(&format!("{MOUNTPOINT}/"))
+            || (!dev.is_empty() && source == dev)
+    })
+}
+
+/// Whether a /proc/net/fib_trie text has `addr` as a local address (`|-- ADDR` followed by
+/// `/32 host LOCAL`): the kernel's own table of the namespace's IPv4 addresses (on links
+/// that are up), read without forking `ip`.
+pub fn fib_trie_has_local(fib_trie: &str, addr: &str) -> bool {
+    let mut lines = fib_trie.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim_start().strip_prefix("|-- ") == Some(addr) {
+            while let Some(next) = lines.peek() {
+                let t = next.trim_start();
+                if !t.starts_with('/') {
+                    break;
+                }
+                if t.starts_with("/32 host LOCAL") {
+                    return true;
+                }
+                lines.next();
+            }
+        }
+    }
+    false
+}
+
+/// Whether something in the network namespace of `pid` listens on a TCP (IPv4) port.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let tcp = fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let local = format!(":{port:04X}");
+    tcp.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[1].ends_with(&local) && f[3] == "0A"
+    })
+}
+
+/// The `KEYTYPE KEY` of a key pair's .pub file (comment dropped).
+fn public_key(private: &Path) -> Result<String> {
+    let text = fs::read_to_string(private.with_extension("pub"))
+        .with_context(|| format!("reading {}.pub", private.display()))?;
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    if words.len() != 2 {
+        bail!("{}.pub is not a public key: {text:?}", private.display());
+    }
+    Ok(words.join(" "))
+}
+
+/// See [`Lab::observer`].
+#[derive(Debug, Clone)]
+pub struct Observer {
+    nodes: Vec<(String, u32)>,
+    loop_dev: String,
+}
+
+impl Observer {
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    fn pid(&self, name: &str) -> u32 {
+        self.nodes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("no node {name} in the lab"))
+    }
+
+    /// A copy in which node `name` is read from node `source`'s namespaces (a sampler's
+    /// control: two names, one node, so whatever it holds is "held twice").
+    pub fn aliased(&self, name: &str, source: &str) -> Observer {
+        let pid = self.pid(source);
+        let mut copy = self.clone();
+        for (n, p) in &mut copy.nodes {
+            if n == name {
+                *p = pid;
+            }
+        }
+        copy
+    }
+
+    /// The group's device or mountpoint is mounted in the node (its /proc/HOLDER/mountinfo).
+    pub fn has_mount(&self, name: &str) -> bool {
+        let info =
+            fs::read_to_string(format!("/proc/{}/mountinfo", self.pid(name))).unwrap_or_default();
+        mountinfo_has_group_mount(&info, &self.loop_dev)
+    }
+
+    /// The VIP is a local address of the node (its /proc/HOLDER/net/fib_trie).
+    pub fn has_vip(&self, name: &str) -> bool {
+        let trie = fs::read_to_string(format!("/proc/{}/net/fib_trie", self.pid(name)))
+            .unwrap_or_default();
+        fib_trie_has_local(&trie, VIP)
     }
 }
 
@@ -1606,6 +2030,18 @@ pub fn parse_actions(log: &str) -> Vec<Action> {
 #[cfg(test)]
 mod unit {
     use super::*;
+
+    #[test]
+    fn fib_trie_local_addresses() {
+        let trie = "Local:\n  +-- 0.0.0.0/1 2 0 2\n     +-- 10.213.0.0/24 2 0 1\n\
+                    \x20       |-- 10.213.0.0\n           /24 link UNICAST\n\
+                    \x20       |-- 10.213.0.100\n           /32 host LOCAL\n\
+                    \x20       |-- 10.213.0.255\n           /32 link BROADCAST\n";
+        assert!(fib_trie_has_local(trie, "10.213.0.100"));
+        assert!(!fib_trie_has_local(trie, "10.213.0.0"));
+        assert!(!fib_trie_has_local(trie, "10.213.0.255"));
+        assert!(!fib_trie_has_local(trie, "10.213.0.10"));
+    }
 
     #[test]
     fn owner_pids_come_from_names() {

@@ -106,6 +106,7 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
                 match mailboxes.get(&event.name) {
                     Some(mailbox) => {
                         log::info!("keepalived: instance {} is {}", event.name, event.state);
+                        records.log_event(&event.name, event.state, event.priority);
                         let running = keepalived_state::running_pid(&ka_paths).is_some();
                         mailbox.post(
                             Some(event.state),

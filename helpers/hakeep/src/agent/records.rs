@@ -131,6 +131,10 @@ impl Records {
         } else {
             log::error!("{}", line.trim_end());
         }
+        self.append(&line);
+    }
+
+    fn append(&self, line: &str) {
         let written = OpenOptions::new()
             .create(true)
             .append(true)
@@ -139,6 +143,18 @@ impl Records {
         if let Err(e) = written {
             log::warn!("cannot append to {}: {e}", self.log_path.display());
         }
+    }
+
+    /// Records a VRRP state change as keepalived reported it, with the agent's clock.
+    pub fn log_event(&self, group: &str, state: VrrpState, priority: Option<u8>) {
+        let line = format!(
+            "{} group={group} event={state} priority={} source=keepalived\n",
+            timestamp(SystemTime::now()),
+            priority
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+        self.append(&line);
     }
 
     pub fn set_group(&self, name: &str, group: GroupState) {

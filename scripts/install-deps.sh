@@ -6,8 +6,9 @@ set -euo pipefail
 # network namespace, the node's address) and make keys with ssh-keygen; a host sshd does
 # not get in their way. python3-jsonschema: they validate `status --json` against
 # docs/status.schema.json (JSON Schema 2020-12).
-packages=(keepalived iproute2 util-linux e2fsprogs psmisc procps iputils-ping python3 curl
-  openssh-server openssh-client python3-jsonschema)
+# busybox: `make bench` runs 64 light services (busybox httpd) per node.
+packages=(keepalived iproute2 util-linux e2fsprogs psmisc procps iputils-ping python3 curl debootstrap systemd-container python3-venv pkg-config libssl-dev
+  openssh-server openssh-client python3-jsonschema busybox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

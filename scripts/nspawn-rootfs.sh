@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Builds (once) the Debian 12 root filesystem the nspawn containers of the fast Ansible
+# tier boot from, and prints its path on stdout (logs go to stderr).
+#
+#   scripts/nspawn-rootfs.sh            build if missing, print the path
+#   scripts/nspawn-rootfs.sh --path     print the path it would use, build nothing
+#
+# The containers have no network at converge time, so everything the roles install must
+# already be in the image. The image lives outside the repo, under
+# ${HAKEEP_ROOTFS_CACHE:-/var/cache/hakeep/rootfs}/bookworm-<hash>/, where the hash covers
+# the package list and the recipe version below: change either and a new image is built;
+# otherwise the cached one is reused. A build runs in a temporary directory next to the
+# final one and is renamed into place only when complete, so a killed build never leaves
+# something that looks like a finished image (its leftovers are removed by the next run).
+#
+# The apt mirror is the host's own (its sources.list / sources.list.d), never hardcoded;
+# HAKEEP_APT_MIRROR overrides it. Debian 12, root.
+set -euo pipefail
+
+SUITE=bookworm
+# Bump when the customisation below changes in a way the containers would notice.
+RECIPE=4
+PACKAGES=(
+  ca-certificates curl dbus e2fsprogs iproute2 iputils-ping keepalived less logrotate
+  mariadb-client mariadb-server nginx-light openssh-server procps psmisc python3
+  python3-apt sudo systemd systemd-sysv
+)
+# Units the roles manage: installed, but not started at boot by the image (mariadb.socket
+# would start MariaDB on a standby node at the first client connection). The apt timers
+# only fail: the containers have no mirror.
+DISABLED_UNITS=(keepalived.service mariadb.service mariadb.socket nginx.service
+  apt-daily.timer apt-daily-upgrade.timer)
+
+CACHE=${HAKEEP_ROOTFS_CACHE:-/var/cache/hakeep/rootfs}
+LOCK_TIMEOUT=${HAKEEP_ROOTFS_LOCK_TIMEOUT:-1800}
+
+log() { printf 'nspawn-rootfs: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+hash=$(printf '%s\n' "suite=$SUITE" "variant=minbase" "recipe=$RECIPE" "${PACKAGES[@]}" \
+  | LC_ALL=C sort | sha256sum | cut -c1-12)
+final="$CACHE/$SUITE-$hash"
+
+if [ "${1:-}" = "--path" ]; then
+  echo "$final"
+  exit 0
+fi
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+
+# --- the host's Debian mirror -------------------------------------------------------------
+# Prints "URI SUITE COMPONENTS..." for every enabled `deb` source of the host, from both the
+# one-line format (*.list) and deb822 (*.sources).
+host_sources() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    sed -e 's/#.*//' "$f" | awk '
+      $1 == "deb" {
+        i = 2
+        if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+        if (i + 1 <= NF) { line = $i " " $(i + 1); for (j = i + 2; j <= NF; j++) line = line " " $j; print line }
+      }'
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk '
+      function flush() {
+        if (types ~ /(^| )deb( |$)/ && enabled != "no" && uris != "" && suites != "") {
+          nu = split(uris, u, " "); ns = split(suites, s, " ")
+          for (a = 1; a <= nu; a++) for (b = 1; b <= ns; b++) print u[a] " " s[b] " " comps
+        }
+        types = ""; uris = ""; suites = ""; comps = ""; enabled = ""
+      }
+      /^[ \t]*#/ { next }
+      /^[ \t]*$/ { flush(); next }
+      {
+        key = tolower($1); sub(/:$/, "", key); $1 = ""; sub(/^ +/, "")
+        if (key == "types") types = $0
+        else if (key == "uris") uris = $0
+        else if (key == "suites") suites = $0
+        else if (key == "components") comps = $0
+        else if (key == "enabled") enabled = tolower($0)
+      }
+      END { flush() }' "$f"
+  done
+}
+
+sources=$(host_sources)
+if [ -n "${HAKEEP_APT_MIRROR:-}" ]; then
+  mirror=$HAKEEP_APT_MIRROR
+else
+  mirror=$(awk -v s="$SUITE" '$2 == s { print $1; exit }' <<<"$sources")
+fi
+[ -n "$mirror" ] || die "no '$SUITE' deb source in /etc/apt/sources.list{,.d}; set HAKEEP_APT_MIRROR"
+
+# --- cleanup helpers ------------------------------------------------------------------------
+# Unmounts everything at or below $1 (deepest first), so rm never crosses into a mount.
+unmount_below() {
+  local dir=$1 m
+  for _ in 1 2 3; do
+    mapfile -t mounts < <(awk -v d="$dir" '$5 == d || index($5, d "/") == 1 { print $5 }' \
+      /proc/self/mountinfo | sort -r)
+    [ ${#mounts[@]} -gt 0 ] || return 0
+    for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  done
+}
+
+remove_tree() {
+  unmount_below "$1"
+  rm -rf --one-file-system "$1"
+}
+
+missing=()
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v systemctl >/dev/null || missing+=(systemd)   # systemctl --root, offline
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+mkdir -p "$CACHE"
+# Held until the build and every process it started are gone: a build whose script was
+# killed keeps the lock until its orphaned debootstrap ends, then the next run removes it.
+exec 9>"$CACHE/.lock"
+flock -w "$LOCK_TIMEOUT" 9 || die "another build holds $CACHE/.lock for more than ${LOCK_TIMEOUT}s"
+
+if [ -f "$final/.hakeep-rootfs" ]; then
+  log "cached: $final"
+  echo "$final"
+  exit 0
+fi
+
+# We hold the lock: any temporary build directory is a leftover of a killed build.
+for stale in "$CACHE"/.build-*; do
+  [ -e "$stale" ] || continue
+  log "removing leftover of an interrupted build: $stale"
+  remove_tree "$stale"
+done
+# A directory without the completion marker is not an image (never renamed half-built, but
+# be strict anyway).
+[ -e "$final" ] && remove_tree "$final"
+
+tmp=$(mktemp -d "$CACHE/.build-$SUITE-$hash.XXXXXX")
+cleanup() {
+  local rc=$?
+  if [ -n "${tmp:-}" ] && [ -e "$tmp" ]; then remove_tree "$tmp"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+start=$(date +%s)
+include=$(IFS=,; echo "${PACKAGES[*]}")
+log "debootstrap $SUITE (minbase) from $mirror into $tmp"
+debootstrap --variant=minbase --include="$include" --components=main \
+  "$SUITE" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1 || {
+  tail -n 30 "$tmp/debootstrap.log" >&2
+  die "debootstrap failed (log above)"
+}
+root=$tmp/root
+
+# --- apt sources as on the host (for lists and security updates at build time) ------------
+{
+  echo "# Written by hakeep's nspawn-rootfs.sh from the build host's apt sources."
+  awk -v s="$SUITE" '$2 == s || $2 == s "-updates" || $2 == s "-security" { print "deb " $0 }' \
+    <<<"$sources" | sort -u
+} >"$root/etc/apt/sources.list"
+grep -q "^deb .* $SUITE " "$root/etc/apt/sources.list" \
+  || echo "deb $mirror $SUITE main" >>"$root/etc/apt/sources.list"
+
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
+
+mount -t proc proc "$root/proc"
+# No daemon may start inside the build chroot.
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 0755 "$root/usr/sbin/policy-rc.d"
+log "apt-get update + upgrade (security and point-release updates)"
+in_root apt-get update -qq >>"$tmp/debootstrap.log" 2>&1 || die "apt-get update in the image failed"
+in_root apt-get -y -qq -o Dpkg::Options::=--force-confold dist-upgrade >>"$tmp/debootstrap.log" 2>&1 \
+  || { tail -n 30 "$tmp/debootstrap.log" >&2; die "apt-get upgrade in the image failed"; }
+in_root apt-get clean
+rm -f "$root/usr/sbin/policy-rc.d"
+umount "$root/proc"
+
+# --- systemd and services ----------------------------------------------------------------
+for unit in "${DISABLED_UNITS[@]}"; do
+  systemctl --root="$root" --quiet disable "$unit" 2>/dev/null || true
+  if systemctl --root="$root" --quiet is-enabled "$unit" 2>/dev/null; then
+    die "could not disable $unit in the image"
+  fi
+done
+systemctl --root="$root" --quiet enable ssh.service
+# A console getty on nspawn's read-only console only restarts in a loop.
+systemctl --root="$root" --quiet mask console-getty.service
+
+# Empty machine-id: systemd generates one at first boot (nspawn-lab.sh writes a unique one
+# per container anyway). dbus reads the same id.
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+ln -s /etc/machine-id "$root/var/lib/dbus/machine-id"
+
+# Host keys are per container (nspawn-lab.sh generates them), never baked into the image.
+rm -f "$root"/etc/ssh/ssh_host_*
+mkdir -p "$root/root/.ssh"
+chmod 0700 "$root/root/.ssh"
+chroot "$root" /usr/sbin/usermod -s /bin/bash root
+
+echo "hakeep-node" >"$root/etc/hostname"
+cat >"$root/etc/hosts" <<'EOF'
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+EOF
+# No DNS in the lab: an empty resolv.conf rather than the build host's.
+: >"$root/etc/resolv.conf"
+
+cat >"$root/.hakeep-rootfs" <<EOF
+suite=$SUITE
+recipe=$RECIPE
+hash=$hash
+mirror=$mirror
+packages=${PACKAGES[*]}
+built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+EOF
+chmod 0755 "$root"
+
+# Atomic: the image appears complete or not at all.
+mv "$root" "$final"
+remove_tree "$tmp"
+tmp=
+# Older images of this suite are replaced.
+for old in "$CACHE/$SUITE"-*; do
+  [ "$old" != "$final" ] && [ -d "$old" ] || continue
+  if grep -qF "$old" /proc/self/mountinfo; then
+    log "keeping old image $old: a running lab still uses it"
+  else
+    log "removing old image $old"
+    remove_tree "$old"
+  fi
+done
+log "built $final in $(($(date +%s) - start)) s"
+echo "$final"

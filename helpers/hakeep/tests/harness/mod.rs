@@ -25,6 +25,14 @@
 //! inside a node; [`Lab::observer`] reads mounts and VIPs from /proc without forking, for
 //! samplers.
 //!
+//! Variants for the benchmark (tests/bench_failover.rs): [`LabBuilder::vrrp`] sets
+//! `advert_int` and `vrrp_version`; [`LabBuilder::light_groups`] replaces `web` with N light
+//! groups `g01`..`gNN` (VIP 10.213.0.(100+i), vrid 100+i, a bind mount of the node's
+//! /srv/hkt-data/gNN on /srv/hkt-mnt/gNN, and tests/fixtures/light-service.sh, a busybox
+//! httpd on port 9000+i); [`LabBuilder::baseline`] runs no agent and gives keepalived the
+//! same rendered VRRP instance plus the classic notify scripts
+//! (tests/fixtures/baseline-notify.sh: mount and start on MASTER, stop and unmount otherwise).
+//!
 //! Files of a lab live under `/var/tmp/hakeep-tests/<pid>/` (not /tmp: the nodes have a
 //! private /tmp, and they must see the config, the scripts and the binary).
 //!
@@ -48,7 +56,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use rustix::process::{kill_process, Pid, Signal};
@@ -80,6 +88,8 @@ pub const FIFO: &str = "/run/hakeep/vrrp.fifo";
 pub const STATE_JSON: &str = "/run/hakeep/state.json";
 pub const ACTIONS_LOG: &str = "/var/log/hakeep/actions.log";
 pub const KEEPALIVED_PID: &str = "/run/keepalived.pid";
+/// Pid file of keepalived's VRRP child (`--vrrp_pid`).
+pub const KEEPALIVED_VRRP_PID: &str = "/run/keepalived_vrrp.pid";
 pub const HTTP_LOG: &str = "/var/log/hakeep-test-http.log";
 
 /// Agent timing in the test cluster.yml (seconds).
@@ -94,6 +104,31 @@ pub const SSHD_PID: &str = "/run/sshd.pid";
 pub const RESYNC_INTERVAL: u64 = 2;
 pub const UMOUNT_GRACE: u64 = 2;
 const SERVICE_TIMEOUT: u64 = 20;
+
+/// Baseline labs ([`LabBuilder::baseline`]): the notify script inside each node (root's,
+/// in the node's private /run, so keepalived's script security accepts it) and its log.
+pub const BASELINE_SCRIPT: &str = "/run/hakeep-baseline/notify";
+pub const BASELINE_LOG: &str = "/var/log/hakeep-baseline.log";
+/// Light groups ([`LabBuilder::light_groups`]): bind sources and mountpoints in each node.
+pub const LIGHT_DATA: &str = "/srv/hkt-data";
+pub const LIGHT_MNT: &str = "/srv/hkt-mnt";
+/// The most light groups a lab can have (VIPs .101-.164, vrids 101-164, ports 9001-9064).
+pub const MAX_LIGHT_GROUPS: usize = 64;
+
+/// Name of light group `i` (1-based): `g01`.
+pub fn light_group(i: usize) -> String {
+    format!("g{i:02}")
+}
+
+/// Floating IP of light group `i`.
+pub fn light_vip(i: usize) -> String {
+    format!("10.213.0.{}", 100 + i)
+}
+
+/// TCP port of light group `i`'s busybox httpd.
+pub fn light_port(i: usize) -> u16 {
+    9000 + i as u16
+}
 
 /// How long a whole failover (detection ~3.3 s with advert_int 1, then the take) may take
 /// before a wait gives up; generous, this is a bound, not a timing assertion.
@@ -168,6 +203,22 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> 
         stdout,
         stderr,
     })
+}
+
+/// Waits (bounded) for a started child and collects its output.
+fn run_wait(mut child: Child, timeout: Duration) -> Result<Output> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(child.wait_with_output()?);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("a command did not finish within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -326,7 +377,7 @@ fn kill_all_in(inodes: &HashSet<u64>) -> Result<()> {
 }
 
 /// The integration-test binaries built on this harness.
-const HARNESS_USERS: &[&str] = &["agent_cluster", "operator"];
+const HARNESS_USERS: &[&str] = &["agent_cluster", "operator", "bench_failover"];
 
 /// The pid a harness name belongs to: `hkt-<pid>-...`.
 fn owner_of_name(name: &str) -> Option<u32> {
@@ -350,7 +401,27 @@ fn owner_alive(owner: Option<u32>) -> bool {
     }
     // Any live test binary that uses this harness owns its labs (cargo names them
     // `<test>-<hash>`).
-    comm_stem(&pid.to_string()).is_some_and(|theirs| HARNESS_USERS.contains(&theirs.as_str()))
+    if comm_stem(&pid.to_string()).is_some_and(|theirs| HARNESS_USERS.contains(&theirs.as_str())) {
+        return true;
+    }
+    // So does a live cargo test binary this list does not know (a newer test target, or
+    // another checkout's): `.../deps/<name>-<16 hex digits>`.
+    fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| is_cargo_test_binary(&exe))
+}
+
+fn is_cargo_test_binary(exe: &Path) -> bool {
+    let in_deps = exe
+        .parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|d| d == "deps");
+    let hashed = exe
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit_once('-'))
+        .is_some_and(|(name, hash)| {
+            !name.is_empty() && hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit())
+        });
+    in_deps && hashed
 }
 
 fn list_netns() -> Vec<String> {
@@ -619,6 +690,10 @@ pub struct LabBuilder {
     checks: Option<String>,
     ssh: bool,
     extra_nodes: Vec<ExtraNode>,
+    advert_int: String,
+    vrrp_version: u8,
+    light_groups: usize,
+    baseline: bool,
 }
 
 impl LabBuilder {
@@ -672,6 +747,32 @@ impl LabBuilder {
         self
     }
 
+    /// cluster.yml `keepalived.advert_int` (as written, e.g. "1", "0.2") and
+    /// `vrrp_version` (default "1" and 2).
+    pub fn vrrp(mut self, advert_int: &str, vrrp_version: u8) -> Self {
+        self.advert_int = advert_int.to_string();
+        self.vrrp_version = vrrp_version;
+        self
+    }
+
+    /// Instead of the `web` group (loop device, python http.server), `n` light groups
+    /// `g01`.. (see the module docs); no loop device is made. 1 to [`MAX_LIGHT_GROUPS`].
+    pub fn light_groups(mut self, n: usize) -> Self {
+        self.light_groups = n;
+        self
+    }
+
+    /// The benchmark's baseline: no `hakeep agent`; each node's keepalived.conf is the one
+    /// hakeep renders (same VRRP instance: priorities, nopreempt, advert_int, unicast,
+    /// VIP, track file) without the notify FIFO, with `script_user root` and the classic
+    /// notify_master/backup/fault/stop lines running [`BASELINE_SCRIPT`]. Only with the
+    /// `web` group.
+    pub fn baseline(mut self) -> Self {
+        self.baseline = true;
+        self.agent = false;
+        self
+    }
+
     pub fn start(self) -> Result<Lab> {
         Lab::start(self)
     }
@@ -695,6 +796,11 @@ pub struct Lab {
     checks: Option<String>,
     pub ssh: Option<SshFiles>,
     pub extra_nodes: Vec<ExtraNode>,
+    pub advert_int: String,
+    pub vrrp_version: u8,
+    /// 0: the `web` group; else the number of light groups.
+    pub light_groups: usize,
+    pub baseline: bool,
     started: Instant,
     finished: bool,
     _serial: MutexGuard<'static, ()>,
@@ -710,6 +816,10 @@ impl Lab {
             checks: None,
             ssh: false,
             extra_nodes: Vec::new(),
+            advert_int: "1".to_string(),
+            vrrp_version: 2,
+            light_groups: 0,
+            baseline: false,
         }
     }
 
@@ -721,6 +831,12 @@ impl Lab {
         }
         run(&["keepalived", "--version"])
             .context("keepalived is needed (scripts/install-deps.sh)")?;
+        if opts.light_groups > MAX_LIGHT_GROUPS || (opts.baseline && opts.light_groups > 0) {
+            bail!("a lab has at most {MAX_LIGHT_GROUPS} light groups, and a baseline lab none");
+        }
+        if opts.light_groups > 0 && !Path::new("/usr/bin/busybox").exists() {
+            bail!("/usr/bin/busybox is needed by tests/fixtures/light-service.sh");
+        }
         if !Path::new("/usr/bin/python3").exists() {
             bail!("/usr/bin/python3 is needed by tests/fixtures/http-service.sh");
         }
@@ -765,6 +881,10 @@ impl Lab {
             checks: opts.checks.clone(),
             ssh: None,
             extra_nodes: opts.extra_nodes.clone(),
+            advert_int: opts.advert_int.clone(),
+            vrrp_version: opts.vrrp_version,
+            light_groups: opts.light_groups,
+            baseline: opts.baseline,
             started,
             finished: false,
             _serial: guard,
@@ -781,10 +901,15 @@ impl Lab {
         if opts.ssh {
             self.make_ssh_keys()?;
         }
-        self.make_disk()?;
+        if self.light_groups == 0 {
+            self.make_disk()?;
+        }
         self.make_network()?;
         for i in 0..self.nodes.len() {
             self.start_holder(i)?;
+        }
+        for name in self.node_names() {
+            self.prepare_node(&name)?;
         }
         if opts.ssh {
             for name in self.node_names() {
@@ -809,11 +934,18 @@ impl Lab {
             if opts.staggered && name == &names[0] {
                 let n = name.clone();
                 // Has entered MASTER (it may have left it already, e.g. a failed take).
-                let entered = format!("({GROUP}) Entering MASTER STATE");
+                let entered: Vec<String> = self
+                    .group_names()
+                    .iter()
+                    .map(|g| format!("({g}) Entering MASTER STATE"))
+                    .collect();
                 self.wait(
                     &format!("{n}'s keepalived has become MASTER (staggered start)"),
                     Duration::from_secs(15),
-                    |lab| lab.keepalived_output(&n).contains(&entered),
+                    |lab| {
+                        let out = lab.keepalived_output(&n);
+                        entered.iter().all(|e| out.contains(e.as_str()))
+                    },
                 )?;
             }
         }
@@ -835,6 +967,41 @@ impl Lab {
         )?;
         for f in [&self.hakeep, &self.service_script] {
             fs::set_permissions(f, fs::Permissions::from_mode(0o755))?;
+        }
+        if self.light_groups > 0 {
+            let light = self.dir.join("bin/light-service");
+            fs::copy(fixtures().join("light-service.sh"), &light)?;
+            fs::set_permissions(&light, fs::Permissions::from_mode(0o755))?;
+            for i in 1..=self.light_groups {
+                std::os::unix::fs::symlink("light-service", self.light_script(i))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The resource script of light group `i` (a symlink to light-service.sh).
+    pub fn light_script(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("bin/svc-{}", light_group(i)))
+    }
+
+    /// Per node, before keepalived and the agent start: the light groups' bind sources
+    /// (with an index.html), the baseline's notify script in the node's /run.
+    fn prepare_node(&self, name: &str) -> Result<()> {
+        for i in 1..=self.light_groups {
+            let data = self.node_path(name, &format!("{LIGHT_DATA}/{}", light_group(i)));
+            fs::create_dir_all(&data)?;
+            fs::write(
+                data.join("index.html"),
+                format!("{} on {name}\n", light_group(i)),
+            )?;
+        }
+        if self.baseline {
+            let script = self.node_path(name, BASELINE_SCRIPT);
+            let dir = script.parent().context("baseline script dir")?;
+            fs::create_dir_all(dir)?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+            fs::copy(fixtures().join("baseline-notify.sh"), &script)?;
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
         }
         Ok(())
     }
@@ -981,27 +1148,104 @@ impl Lab {
             None => String::new(),
             Some(c) => format!("    checks: {c}\n"),
         };
+        let order = self.node_names().join(", ");
+        let groups = if self.light_groups == 0 {
+            format!(
+                "  {GROUP}:\n    vrid: {VRID}\n    nodes: [{order}]\n    preempt: false\n    \
+                 volumes: [none]\n    filesystems:\n      \
+                 - {{ device: {dev}, mountpoint: {MOUNTPOINT}, fstype: ext4 }}\n    \
+                 ips:\n      - {{ address: {VIP}/24 }}\n    \
+                 services:\n      - {{ script: {script}, timeout: {SERVICE_TIMEOUT} }}\n\
+                 {checks}",
+                dev = self.loop_dev.as_deref().unwrap_or("/dev/null"),
+                script = self.service_script.display(),
+            )
+        } else {
+            let mut g = String::new();
+            for i in 1..=self.light_groups {
+                let name = light_group(i);
+                let _ = write!(
+                    g,
+                    "  {name}:\n    vrid: {vrid}\n    nodes: [{order}]\n    preempt: false\n    \
+                     volumes: [none]\n    filesystems:\n      \
+                     - {{ bind: {LIGHT_DATA}/{name}, mountpoint: {LIGHT_MNT}/{name} }}\n    \
+                     ips:\n      - {{ address: {vip}/24 }}\n    \
+                     services:\n      - {{ script: {script}, timeout: {SERVICE_TIMEOUT} }}\n\
+                     {checks}",
+                    vrid = 100 + i,
+                    vip = light_vip(i),
+                    script = self.light_script(i).display(),
+                );
+            }
+            g
+        };
         format!(
             "# tier-2 test cluster written by tests/harness (lab {id})\n\
              cluster: hkt\n\
-             keepalived:\n  advert_int: 1\n  vrrp_version: 2\n  unicast: true\n\
+             keepalived:\n  advert_int: {advert_int}\n  vrrp_version: {vrrp_version}\n  \
+             unicast: true\n\
              agent:\n  hold_down: {hold_down}\n  resync_interval: {RESYNC_INTERVAL}\n  \
              umount_grace: {UMOUNT_GRACE}\n  service_timeout: {SERVICE_TIMEOUT}\n  \
              command_timeout: 20\n\
              {ssh}\
              nodes:\n{nodes}\
-             groups:\n  {GROUP}:\n    vrid: {VRID}\n    nodes: [{order}]\n    preempt: false\n    \
-             volumes: [none]\n    filesystems:\n      \
-             - {{ device: {dev}, mountpoint: {MOUNTPOINT}, fstype: ext4 }}\n    \
-             ips:\n      - {{ address: {VIP}/24 }}\n    \
-             services:\n      - {{ script: {script}, timeout: {SERVICE_TIMEOUT} }}\n\
-             {checks}",
+             groups:\n{groups}",
             id = self.id,
+            advert_int = self.advert_int,
+            vrrp_version = self.vrrp_version,
             hold_down = self.hold_down,
-            order = self.node_names().join(", "),
-            dev = self.loop_dev.as_deref().unwrap_or("/dev/null"),
-            script = self.service_script.display(),
         )
+    }
+
+    /// The group names of the lab: `web`, or the light groups.
+    pub fn group_names(&self) -> Vec<String> {
+        if self.light_groups == 0 {
+            vec![GROUP.to_string()]
+        } else {
+            (1..=self.light_groups).map(light_group).collect()
+        }
+    }
+
+    /// A baseline node's keepalived.conf from hakeep's rendering: the same instance, no
+    /// notify FIFO, scripts run as root, the classic notify lines.
+    fn baseline_conf(&self, rendered: &str) -> Result<String> {
+        let args = format!(
+            "{} {MOUNTPOINT} {}",
+            self.loop_dev
+                .as_deref()
+                .context("a baseline lab needs the loop device")?,
+            self.service_script.display()
+        );
+        let mut out = String::new();
+        let mut instances = 0;
+        for line in rendered.lines() {
+            let t = line.trim();
+            if t.starts_with("vrrp_notify_fifo ") {
+                continue;
+            }
+            if t == "script_user keepalived_script" {
+                let _ = writeln!(out, "    script_user root");
+                continue;
+            }
+            let _ = writeln!(out, "{line}");
+            if t.starts_with("vrrp_instance ") {
+                instances += 1;
+                let _ = writeln!(
+                    out,
+                    "    # baseline (tests/harness): the classic notify scripts, no hakeep agent"
+                );
+                for event in ["master", "backup", "fault", "stop"] {
+                    let _ = writeln!(
+                        out,
+                        "    notify_{event} \"{BASELINE_SCRIPT} {event} {args}\""
+                    );
+                }
+            }
+        }
+        if instances != 1 || !out.contains("script_user root") {
+            bail!("unexpected rendered keepalived.conf for the baseline:\n{rendered}");
+        }
+        Ok(out)
     }
 
     fn write_config(&mut self) -> Result<()> {
@@ -1020,6 +1264,11 @@ impl Lab {
                 &config,
             ])
             .context("hakeep render keepalived")?;
+            let conf = if self.baseline {
+                self.baseline_conf(&conf)?
+            } else {
+                conf
+            };
             fs::write(node.dir.join("keepalived.conf"), conf)?;
         }
         Ok(())
@@ -1217,7 +1466,12 @@ impl Lab {
     /// The last state keepalived's current run entered for the group (MASTER, BACKUP,
     /// FAULT), from its log.
     pub fn keepalived_state(&self, name: &str) -> Option<String> {
-        let marker = format!("({GROUP}) Entering ");
+        self.keepalived_group_state(name, GROUP)
+    }
+
+    /// [`Lab::keepalived_state`] of any group.
+    pub fn keepalived_group_state(&self, name: &str, group: &str) -> Option<String> {
+        let marker = format!("({group}) Entering ");
         self.keepalived_output(name).lines().rev().find_map(|l| {
             let rest = &l[l.find(&marker)? + marker.len()..];
             Some(rest.split_whitespace().next()?.to_string())
@@ -1360,6 +1614,19 @@ impl Lab {
         if self.keepalived_running(name) {
             bail!("{name}: keepalived is already running");
         }
+        // A crashed keepalived leaves its pid files. Its SIGKILLed VRRP child is reparented
+        // to PID 1, and an init that reaps late keeps it a zombie for seconds: keepalived
+        // would take it for a running daemon ("daemon is already running") and exit. A
+        // reboot would have emptied /run: remove pid files whose process is gone.
+        for file in [KEEPALIVED_PID, KEEPALIVED_VRRP_PID] {
+            let stale = self
+                .read_node_file(name, file)
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .is_some_and(gone_or_zombie);
+            if stale {
+                self.remove_node_file(name, file)?;
+            }
+        }
         let node = &self.nodes[i];
         let conf = node.dir.join("keepalived.conf");
         let (log, offset) =
@@ -1375,6 +1642,7 @@ impl Lab {
                 "--no-syslog",
             ])
             .arg(format!("--pid={KEEPALIVED_PID}"))
+            .arg(format!("--vrrp_pid={KEEPALIVED_VRRP_PID}"))
             .arg(format!("--use-file={}", conf.display()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -1398,8 +1666,9 @@ impl Lab {
     /// Crashes keepalived like a kill -9 of the whole daemon. Killing only its parent is
     /// not a crash: the VRRP child then gets SIGTERM (parent-death signal), sends priority
     /// 0 and removes the VIPs. So: stop the parent (no respawn), SIGKILL its children,
-    /// SIGKILL it, reap it. The VIPs stay where they were, as after a real crash.
-    pub fn crash_keepalived(&mut self, name: &str) -> Result<()> {
+    /// SIGKILL it, reap it. The VIPs stay where they were, as after a real crash. Returns
+    /// the time of the children's SIGKILL (the VRRP process sends no advert after it).
+    pub fn crash_keepalived(&mut self, name: &str) -> Result<SystemTime> {
         let i = self.idx(name);
         let Some(mut child) = self.nodes[i].keepalived.take() else {
             bail!("{name}: keepalived is not running");
@@ -1413,6 +1682,7 @@ impl Lab {
         for &c in &children {
             signal(c, Signal::KILL);
         }
+        let killed = SystemTime::now();
         signal(parent, Signal::KILL);
         child.wait()?; // no zombie: the agent must see the pid gone
         wait_until(
@@ -1421,7 +1691,90 @@ impl Lab {
             Duration::from_millis(20),
             || children.iter().all(|&c| gone_or_zombie(c)),
         )?;
-        Ok(())
+        Ok(killed)
+    }
+
+    /// A power loss as the peer and the client see it, for measurements: keepalived is
+    /// crashed as in [`Lab::crash_keepalived`] and, within about a millisecond of its VRRP
+    /// process's SIGKILL, the node's link goes down (an `ip -batch` started beforehand gets
+    /// the command, so no fork lies in between); then the agent (if any) is SIGKILLed too,
+    /// so it neither releases nor competes for the CPUs with the peer's takeover. What the
+    /// node held stays as it was. Returns (time of the SIGKILL, time the link was down).
+    pub fn power_off(&mut self, name: &str) -> Result<(SystemTime, SystemTime)> {
+        let i = self.idx(name);
+        let netns = self.nodes[i].netns.clone();
+        let Some(mut keepalived) = self.nodes[i].keepalived.take() else {
+            bail!("{name}: keepalived is not running");
+        };
+        let parent = keepalived.id();
+        let mut ip = Command::new("ip")
+            .args(["-n", &netns, "-batch", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting ip -batch")?;
+        signal(parent, Signal::STOP);
+        let children: Vec<u32> = all_pids()
+            .into_iter()
+            .filter(|&p| ppid(p) == Some(parent))
+            .collect();
+        for &c in &children {
+            signal(c, Signal::KILL);
+        }
+        let killed = SystemTime::now();
+        let mut stdin = ip.stdin.take().context("ip -batch stdin")?;
+        let written = stdin.write_all(format!("link set {IFACE} down\n").as_bytes());
+        drop(stdin);
+        let out = run_wait(ip, Duration::from_secs(10));
+        let link_down = SystemTime::now();
+        signal(parent, Signal::KILL);
+        keepalived.wait()?;
+        written.context("writing to ip -batch")?;
+        let out = out?;
+        if !out.status.success() {
+            bail!("{name}: ip link set down: {}", text(&out.stderr).trim());
+        }
+        if let Some(mut agent) = self.nodes[i].agent.take() {
+            agent.kill()?;
+            agent.wait()?;
+        }
+        wait_until(
+            &format!("{name}'s keepalived processes are gone"),
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || children.iter().all(|&c| gone_or_zombie(c)),
+        )?;
+        Ok((killed, link_down))
+    }
+
+    /// Stops keepalived the orderly way (SIGTERM, as `systemctl stop keepalived` does): it
+    /// sends priority-0 adverts, drops its VIPs and runs the notify_stop scripts. Waits
+    /// (bounded) until it has exited and reaps it. Returns the time of the SIGTERM.
+    pub fn stop_keepalived(&mut self, name: &str) -> Result<SystemTime> {
+        let i = self.idx(name);
+        let Some(mut child) = self.nodes[i].keepalived.take() else {
+            bail!("{name}: keepalived is not running");
+        };
+        let at = SystemTime::now();
+        signal(child.id(), Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if child.try_wait()?.is_some() {
+                return Ok(at);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{name}: keepalived did not stop within 20 s of SIGTERM (killed)");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The baseline notify script's log in a node ([`BASELINE_LOG`]).
+    pub fn baseline_log(&self, name: &str) -> String {
+        self.read_node_file(name, BASELINE_LOG).unwrap_or_default()
     }
 
     /// Starts `hakeep agent` in the node. On a first start, waits until it has created the
@@ -2041,6 +2394,17 @@ mod unit {
         assert!(!fib_trie_has_local(trie, "10.213.0.0"));
         assert!(!fib_trie_has_local(trie, "10.213.0.255"));
         assert!(!fib_trie_has_local(trie, "10.213.0.10"));
+    }
+
+    #[test]
+    fn cargo_test_binaries_are_recognised() {
+        assert!(is_cargo_test_binary(Path::new(
+            "/work/target/release/deps/bench_failover-c04a16ab53371219"
+        )));
+        assert!(!is_cargo_test_binary(Path::new("/usr/bin/sleep")));
+        assert!(!is_cargo_test_binary(Path::new(
+            "/x/deps/libfoo-c04a16ab.rlib"
+        )));
     }
 
     #[test]

@@ -29,7 +29,7 @@ rc=0
 # removed below.
 HAKEEP_BENCH=1 timeout --kill-after=30 "${HAKEEP_BENCH_TIMEOUT:-2400}" \
   cargo test --locked --release --test bench_failover -- \
-  --nocapture --test-threads=1 failover_benchmarks \
+  --nocapture --test-threads=1 --include-ignored failover_benchmarks \
   > target/bench-failover.log 2>&1 &
 bench_pid=$!
 # Show the progress lines while it runs (bounded by the benchmark's own timeout).
@@ -39,7 +39,7 @@ if [ "$rc" -ne 0 ]; then
   echo "the failover benchmark failed (exit $rc); see target/bench-failover.log" >&2
   # A killed run (timeout) leaves its labs: remove what belongs to no live test process.
   HAKEEP_BENCH_CLEANUP=1 timeout 120 cargo test --locked --release --test bench_failover -- \
-    --test-threads=1 remove_leftover_labs >/dev/null 2>&1 || true
+    --test-threads=1 --include-ignored remove_leftover_labs >/dev/null 2>&1 || true
 fi
 
 elapsed=$(($(date +%s) - started))

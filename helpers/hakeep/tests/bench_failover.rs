@@ -1284,6 +1284,7 @@ fn b4_run(lab: &mut Lab, groups: usize, run: usize, victim: &str, tck: u64) -> R
 /// For scripts/bench.sh after a killed run: removes the labs (namespaces, links, loop
 /// devices, their processes) of test processes that are gone.
 #[test]
+#[ignore = "clean-up for scripts/bench.sh after a killed run"]
 fn remove_leftover_labs() {
     if std::env::var("HAKEEP_BENCH_CLEANUP").as_deref() != Ok("1") || !require_root("cleanup") {
         return;
@@ -1342,6 +1343,7 @@ fn write_meta(out: &Path, part: &str, elapsed_s: u64, runs: usize, retries: usiz
 }
 
 #[test]
+#[ignore = "benchmark: run by `make bench`"]
 fn failover_benchmarks() {
     if std::env::var("HAKEEP_BENCH").as_deref() != Ok("1") {
         eprintln!("failover_benchmarks: skipped (opt-in: HAKEEP_BENCH=1, as root; `make bench`)");

@@ -20,9 +20,10 @@
 //! end). Raw data goes to docs/bench/*.csv, the tables to docs/bench/failover.md
 //! (scripts/bench.sh puts them into docs/benchmarks.md).
 //!
-//! Opt-in, as root:
+//! Opt-in, as root (the functions are `#[ignore]`d and also need HAKEEP_BENCH=1, so a
+//! plain `cargo test` never runs them):
 //!
-//!     HAKEEP_BENCH=1 cargo test --release --test bench_failover -- --nocapture
+//!     HAKEEP_BENCH=1 cargo test --release --test bench_failover -- --include-ignored --nocapture
 //!
 //! HAKEEP_BENCH_RUNS (B1, B2 runs per configuration, default 10), HAKEEP_BENCH_SCALE_RUNS
 //! (B4 runs per group count, default 5), HAKEEP_BENCH_ONLY (comma list of b1, b2, b4;

@@ -15,12 +15,7 @@ pub struct GroupLock {
 impl GroupLock {
     /// Waits for the group's lock.
     pub fn acquire(path: &Path) -> anyhow::Result<GroupLock> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening lock {}", path.display()))?;
+        let file = open_lock_file(path)?;
         flock(&file, FlockOperation::LockExclusive)
             .with_context(|| format!("locking {}", path.display()))?;
         Ok(GroupLock { _file: file })
@@ -28,18 +23,22 @@ impl GroupLock {
 
     /// Takes the lock only if nobody holds it.
     pub fn try_acquire(path: &Path) -> anyhow::Result<Option<GroupLock>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening lock {}", path.display()))?;
+        let file = open_lock_file(path)?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Some(GroupLock { _file: file })),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
         }
     }
+}
+
+fn open_lock_file(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening lock {}", path.display()))
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ impl Runner for SystemRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
         use std::os::unix::process::CommandExt;
         let program = cmd.program().to_string();
-        let mut child = Command::new(&program)
+        let mut child = Command::new(resolve(&program))
             .args(&cmd.argv[1..])
             // The caller's environment is not trusted: children get a fixed, minimal one,
             // and programs named without a path are looked up in SAFE_PATH only.
@@ -188,6 +188,19 @@ impl Runner for SystemRunner {
             stderr: stderr.join().unwrap_or_default(),
         })
     }
+}
+
+/// The program's absolute path in SAFE_PATH. Spawning by path (not by name with a PATH
+/// set for the child) lets std use posix_spawn instead of forking the whole agent.
+fn resolve(program: &str) -> std::path::PathBuf {
+    if program.contains('/') {
+        return program.into();
+    }
+    SAFE_PATH
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| program.into())
 }
 
 fn kill_group(pid: u32) {

@@ -5,10 +5,12 @@ CARGO ?= cargo
 # Ansible tools live in a venv outside the repo (scripts/install-ansible.sh prints its bin).
 WITH_ANSIBLE = PATH="$$(scripts/install-ansible.sh):$$PATH"
 
-.PHONY: help deps lint rust-lint ansible-lint rust-test molecule test bench
+.PHONY: help deps lint rust-lint ansible-lint rust-test molecule molecule-lab test bench lab lab-destroy lab-status
 
 help:
 	@echo "make test   install what is missing, lint, run every test tier"
+	@echo "make lab    install what is missing, bring the Vagrant lab up (docs/lab.md)"
+	@echo "make lab-destroy  remove the lab's VMs and networks"
 	@echo "make bench  run the benchmarks, write docs/benchmarks.md"
 
 ## Installs what the tests need (idempotent; Debian 12, root).
@@ -33,7 +35,24 @@ rust-test: deps
 molecule: deps
 	$(WITH_ANSIBLE); molecule test
 
-test: lint rust-test molecule
+## Tier 4: site.yml converges the Vagrant lab's VMs (libvirt; TCG without KVM), then
+## crash, switchover and split brain under a writing NFS client (docs/lab.md).
+molecule-lab: deps
+	$(WITH_ANSIBLE); molecule test -s lab
+
+test: lint rust-test molecule molecule-lab
+
+## The Vagrant lab: iscsi, nfs1, nfs2, client (Vagrantfile). Idempotent.
+lab: deps
+	scripts/lab.sh up >/dev/null
+	scripts/lab.sh status || true
+	@echo "Failover: scripts/lab.sh crash nfs1 powers the active server off (or: vagrant ssh nfs1 -c 'sudo hakeep switchover nfs --to nfs2')"
+
+lab-status:
+	scripts/lab.sh status
+
+lab-destroy:
+	scripts/lab.sh down
 
 bench: deps
 	scripts/bench.sh

@@ -29,6 +29,7 @@ pub struct Worker {
     node: String,
     resources: Vec<Box<dyn Resource>>,
     services: Vec<usize>,
+    volumes: Vec<usize>,
     ips: Vec<NodeIp>,
     checks: Vec<Monitored>,
     settings: AgentSettings,
@@ -59,6 +60,12 @@ impl Worker {
             .filter(|(_, r)| r.id().starts_with("service:") || r.id().starts_with("script:"))
             .map(|(i, _)| i)
             .collect();
+        let volumes = resources
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.id().starts_with("volume:"))
+            .map(|(i, _)| i)
+            .collect();
         let settings = cluster.agent.clone();
         let secs = |s: u32| Duration::from_secs(u64::from(s));
         Worker {
@@ -66,6 +73,7 @@ impl Worker {
             node: node.to_string(),
             resources,
             services,
+            volumes,
             ips: match &me {
                 Some(me) => group.ips.iter().map(|ip| NodeIp::new(ip, me)).collect(),
                 None => Vec::new(),
@@ -314,6 +322,18 @@ impl Worker {
             return false;
         }
         let ctx = self.ctx();
+        // A volume an active group lost was taken by a peer (fencing): this node must
+        // step down, never take it back, or two masters would fence each other in turn.
+        let fenced: Vec<String> = self
+            .volumes
+            .iter()
+            .filter(|&&i| matches!(self.resources[i].observe(&ctx), Ok(Observed::Inactive)))
+            .map(|&i| format!("{} was taken over by another node", self.resources[i].id()))
+            .collect();
+        if !fenced.is_empty() {
+            self.raise_fault(format!("fenced: {}", fenced.join("; ")));
+            return true;
+        }
         let dead: Vec<usize> = self
             .services
             .iter()

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what the VM lab needs on Debian 12 (only what is missing) and starts libvirt's
+# daemons when no systemd runs them. Idempotent; root.
+set -euo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+log() { printf 'install-lab-deps: %s\n' "$*" >&2; }
+
+# vagrant + vagrant-libvirt drive the VMs; libvirt runs them with qemu (TCG when there is
+# no usable KVM), as the libvirt-qemu user that libvirt-daemon-system makes; the box builder needs debootstrap, fdisk (sfdisk), extlinux and the
+# syslinux MBR; Vagrant unpacks boxes with bsdtar.
+packages=(vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+  qemu-system-x86 qemu-utils dnsmasq-base iptables libarchive-tools
+  debootstrap fdisk extlinux syslinux-common e2fsprogs util-linux openssh-client)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  apt-get update -qq
+  extra=()
+  # A qemu-utils newer than Debian 12's (a backport) breaks qemu-system-x86 7.2: take the
+  # release's qemu-utils with it.
+  if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
+    codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    extra=(--allow-downgrades "qemu-utils/$codename")
+    missing=("${missing[@]/qemu-utils/}")
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${extra[@]}" "${missing[@]}" >/dev/null
+fi
+
+# Without systemd as PID 1 nothing starts libvirt: start its daemons by hand.
+if ! virsh -c qemu:///system version >/dev/null 2>&1; then
+  if [ -d /run/systemd/system ]; then
+    systemctl start libvirtd.service
+  else
+    mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/images
+    pgrep -x virtlogd >/dev/null || virtlogd -d
+    pgrep -x libvirtd >/dev/null || libvirtd -d
+  fi
+  for _ in $(seq 1 30); do
+    virsh -c qemu:///system version >/dev/null 2>&1 && break
+    sleep 1
+  done
+  virsh -c qemu:///system version >/dev/null 2>&1 || { log "libvirtd does not answer"; exit 1; }
+fi
+
+# vagrant-libvirt keeps box images and disks in the pool named default.
+if ! virsh -c qemu:///system pool-info default >/dev/null 2>&1; then
+  log "creating libvirt's default storage pool (/var/lib/libvirt/images)"
+  virsh -c qemu:///system pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
+  virsh -c qemu:///system pool-build default >/dev/null
+fi
+if [ "$(virsh -c qemu:///system pool-info default | awk '/^State:/ { print $2 }')" != running ]; then
+  virsh -c qemu:///system pool-start default >/dev/null
+fi
+virsh -c qemu:///system pool-autostart default >/dev/null 2>&1 || true

@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Builds (once) the Debian 12 Vagrant box of the lab, for the libvirt provider, and adds
+# it to Vagrant as hakeep/bookworm. No box can be downloaded here, so it is made from
+# scratch: debootstrap onto a raw disk (MBR + one ext4 partition + extlinux), then qcow2.
+#
+#   scripts/lab-box.sh           build if missing, add to Vagrant if needed, print the path
+#   scripts/lab-box.sh --path    print the box file it would use, build nothing
+#
+# The lab VMs have no route to an apt mirror, so every package the roles install is in
+# the box already. The box file is cached under ${HAKEEP_BOX_CACHE:-/var/cache/hakeep/box}
+# as hakeep-bookworm-<hash>.box; the hash covers the package list and RECIPE, so changing
+# either builds a new box, which then replaces the old one in Vagrant and in libvirt's
+# pool. A build runs in a temporary directory and is renamed into place only when
+# complete; a killed build's leftovers (mounts, loop device, files) go at the next run.
+set -euo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+SUITE=bookworm
+BOX_NAME=${HAKEEP_LAB_BOX:-hakeep/bookworm}
+# Bump when the customisation below changes in a way the VMs would notice.
+RECIPE=2
+DISK_GB=8
+PACKAGES=(
+  linux-image-amd64 initramfs-tools systemd systemd-sysv udev dbus kmod
+  ifupdown isc-dhcp-client netbase iproute2 iputils-ping openssh-server sudo
+  python3 python3-apt ca-certificates procps psmisc less logrotate e2fsprogs xfsprogs
+  keepalived targetcli-fb python3-rtslib-fb open-iscsi sg3-utils
+  nfs-kernel-server nfs-common
+)
+# Installed, but the roles decide what runs: hakeep starts keepalived's peers' services,
+# and nothing may serve NFS or log in to iSCSI before provisioning says so.
+# The rest cost boot time under TCG for nothing the lab uses (pNFS block layout, e2scrub,
+# man-db).
+DISABLED_UNITS=(keepalived.service nfs-server.service open-iscsi.service
+  rtslib-fb-targetctl.service apt-daily.timer apt-daily-upgrade.timer nfs-blkmap.service e2scrub_all.timer
+  e2scrub_reap.service man-db.timer fstrim.timer)
+
+# A lab box, emulated without KVM: AppArmor's profile compilation alone takes minutes of
+# boot under TCG, and CPU-bug mitigations slow every emulated instruction.
+KERNEL_ARGS="apparmor=0 mitigations=off"
+
+CACHE=${HAKEEP_BOX_CACHE:-/var/cache/hakeep/box}
+LOCK_TIMEOUT=${HAKEEP_BOX_LOCK_TIMEOUT:-1800}
+INSECURE_KEY_DIR=/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys
+
+log() { printf 'lab-box: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+hash=$(printf '%s\n' "suite=$SUITE" "recipe=$RECIPE" "disk=$DISK_GB" "args=$KERNEL_ARGS" "${PACKAGES[@]}" \
+  | LC_ALL=C sort | sha256sum | cut -c1-12)
+box_file="$CACHE/hakeep-$SUITE-$hash.box"
+
+if [ "${1:-}" = "--path" ]; then
+  echo "$box_file"
+  exit 0
+fi
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+
+. "$(dirname "$0")/lib/build-common.sh"
+
+# --- the box file ---------------------------------------------------------------------------
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock -w "$LOCK_TIMEOUT" 9 || die "another build holds $CACHE/.lock for more than ${LOCK_TIMEOUT}s"
+
+# A loop device of a killed build still points into its directory: detach it first.
+detach_loops_under() {
+  local dev file
+  while read -r dev file; do
+    case "$file" in "$1"/*) losetup -d "$dev" 2>/dev/null || true ;; esac
+  done < <(losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null)
+}
+
+remove_build() {
+  unmount_below "$1"
+  detach_loops_under "$1"
+  rm -rf --one-file-system "$1"
+}
+
+build_box() {
+  local sources mirror tmp mnt disk loop uuid kernel initrd start include
+  sources=$(host_sources)
+  mirror=${HAKEEP_APT_MIRROR:-$(awk -v s="$SUITE" '$2 == s { print $1; exit }' <<<"$sources")}
+  [ -n "$mirror" ] || die "no '$SUITE' deb source in /etc/apt/sources.list{,.d}; set HAKEEP_APT_MIRROR"
+  [ -f "$INSECURE_KEY_DIR/vagrant.pub" ] || die "Vagrant's insecure key is missing: install vagrant"
+  for tool in debootstrap extlinux sfdisk qemu-img; do
+    command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-lab-deps.sh installs it)"
+  done
+  [ -f /usr/lib/syslinux/mbr/mbr.bin ] || die "/usr/lib/syslinux/mbr/mbr.bin is missing: install syslinux-common"
+
+  start=$(date +%s)
+  tmp=$(mktemp -d "$CACHE/.build-$hash.XXXXXX")
+  # shellcheck disable=SC2064 # expand $tmp now: the trap must clean this build only
+  trap "remove_build '$tmp'" EXIT
+  trap 'exit 130' INT TERM HUP
+  mnt=$tmp/mnt
+  disk=$tmp/disk.raw
+  mkdir "$mnt"
+
+  truncate -s "${DISK_GB}G" "$disk"
+  printf 'label: dos\nstart=2048, type=83, bootable\n' | sfdisk -q "$disk"
+  # Partition devices of loop devices don't appear here: map the partition by offset.
+  loop=$(losetup --find --show --offset $((2048 * 512)) "$disk")
+  # extlinux reads ext4, but not its 64bit layout.
+  mkfs.ext4 -q -L hakeep-root -O ^64bit "$loop"
+  uuid=$(blkid -s UUID -o value "$loop")
+  mount "$loop" "$mnt"
+
+  include=$(IFS=,; echo "${PACKAGES[*]}")
+  log "debootstrap $SUITE from $mirror (about 5 minutes)"
+  debootstrap --variant=minbase --include="$include" --components=main \
+    "$SUITE" "$mnt" "$mirror" >"$tmp/debootstrap.log" 2>&1 || {
+    tail -n 30 "$tmp/debootstrap.log" >&2
+    die "debootstrap failed (log above)"
+  }
+  configure_root "$mnt" "$uuid" "$sources" "$mirror"
+
+  kernel=$(cd "$mnt/boot" && ls vmlinuz-* | sort -V | tail -n 1)
+  initrd=$(cd "$mnt/boot" && ls initrd.img-* | sort -V | tail -n 1)
+  [ -n "$kernel" ] && [ -n "$initrd" ] || die "no kernel or initrd in the image's /boot"
+  mkdir -p "$mnt/boot/extlinux"
+  cat >"$mnt/boot/extlinux/extlinux.conf" <<EOF
+DEFAULT debian
+TIMEOUT 1
+LABEL debian
+  LINUX /boot/$kernel
+  INITRD /boot/$initrd
+  APPEND root=UUID=$uuid ro console=ttyS0,115200 net.ifnames=0 biosdevname=0 $KERNEL_ARGS
+EOF
+  extlinux --install "$mnt/boot/extlinux" >/dev/null 2>&1 || die "extlinux --install failed"
+  sync
+  umount "$mnt"
+  losetup -d "$loop"
+  dd if=/usr/lib/syslinux/mbr/mbr.bin of="$disk" bs=440 count=1 conv=notrunc status=none
+
+  log "converting to qcow2"
+  # Compressed: deleted files' blocks (apt's downloads) need not be copied into the pool.
+  qemu-img convert -c -O qcow2 "$disk" "$tmp/box.img"
+  rm -f "$disk"
+  printf '{"provider":"libvirt","format":"qcow2","virtual_size":%s}\n' "$DISK_GB" >"$tmp/metadata.json"
+  cat >"$tmp/Vagrantfile" <<'EOF'
+Vagrant.configure("2") do |config|
+  config.vm.provider :libvirt do |libvirt|
+    libvirt.disk_bus = "virtio"
+  end
+end
+EOF
+  echo "$hash" >"$tmp/hakeep-box.id"
+  tar -C "$tmp" -cf "$tmp/box.tar" metadata.json Vagrantfile hakeep-box.id box.img
+  mv "$tmp/box.tar" "$box_file"
+  remove_build "$tmp"
+  trap - EXIT
+  for old in "$CACHE"/hakeep-"$SUITE"-*.box; do
+    [ "$old" = "$box_file" ] || rm -f "$old"
+  done
+  log "built $box_file in $(($(date +%s) - start)) s"
+}
+
+# Everything the VMs need that debootstrap did not do. $1 root, $2 root fs UUID,
+# $3 host sources, $4 mirror.
+configure_root() {
+  local root=$1 uuid=$2 sources=$3 mirror=$4
+  in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
+
+  {
+    echo "# Written by hakeep's lab-box.sh from the build host's apt sources."
+    awk -v s="$SUITE" '$2 == s || $2 == s "-updates" || $2 == s "-security" { print "deb " $0 }' \
+      <<<"$sources" | sort -u
+  } >"$root/etc/apt/sources.list"
+  grep -q "^deb .* $SUITE " "$root/etc/apt/sources.list" \
+    || echo "deb $mirror $SUITE main" >>"$root/etc/apt/sources.list"
+
+  mount -t proc proc "$root/proc"
+  mount -t sysfs sys "$root/sys"
+  mount --bind /dev "$root/dev"
+  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod 0755 "$root/usr/sbin/policy-rc.d"
+  log "apt-get upgrade (security and point-release updates)"
+  in_root apt-get update -qq >>"$root/../debootstrap.log" 2>&1 || die "apt-get update in the image failed"
+  in_root apt-get -y -qq -o Dpkg::Options::=--force-confold dist-upgrade \
+    >>"$root/../debootstrap.log" 2>&1 || die "apt-get upgrade in the image failed"
+  in_root apt-get clean
+  rm -f "$root/usr/sbin/policy-rc.d"
+
+  cat >"$root/etc/fstab" <<EOF
+UUID=$uuid / ext4 errors=remount-ro 0 1
+EOF
+  # eth0 is vagrant-libvirt's management network (DHCP); Vagrant writes the others.
+  cat >"$root/etc/network/interfaces" <<'EOF'
+source /etc/network/interfaces.d/*
+
+auto lo
+iface lo inet loopback
+
+allow-hotplug eth0
+iface eth0 inet dhcp
+EOF
+  echo "hakeep-box" >"$root/etc/hostname"
+  cat >"$root/etc/hosts" <<'EOF'
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+EOF
+
+  in_root useradd --create-home --shell /bin/bash vagrant
+  install -d -m 0700 -o 1000 -g 1000 "$root/home/vagrant/.ssh"
+  install -m 0600 -o 1000 -g 1000 "$INSECURE_KEY_DIR/vagrant.pub" "$root/home/vagrant/.ssh/authorized_keys"
+  [ "$(stat -c %u "$root/home/vagrant")" = 1000 ] || die "the vagrant user is not uid 1000"
+  echo "vagrant ALL=(ALL) NOPASSWD: ALL" >"$root/etc/sudoers.d/vagrant"
+  chmod 0440 "$root/etc/sudoers.d/vagrant"
+
+  # Host keys are per VM: made at first boot, never baked into the box. Only ed25519: an
+  # RSA key takes minutes to generate under TCG.
+  rm -f "$root"/etc/ssh/ssh_host_*
+  echo "HostKey /etc/ssh/ssh_host_ed25519_key" >"$root/etc/ssh/sshd_config.d/hostkey.conf"
+  cat >"$root/etc/systemd/system/ssh-host-keys.service" <<'EOF'
+[Unit]
+Description=Generate missing SSH host keys
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  systemctl --root="$root" --quiet enable ssh-host-keys.service ssh.service
+  for unit in "${DISABLED_UNITS[@]}"; do
+    systemctl --root="$root" --quiet disable "$unit" 2>/dev/null || true
+  done
+  # A serial getty lets the console show a login prompt, nothing else.
+  systemctl --root="$root" --quiet enable serial-getty@ttyS0.service
+  : >"$root/etc/machine-id"
+  rm -f "$root/var/lib/dbus/machine-id"
+
+  umount "$root/dev" "$root/sys" "$root/proc"
+}
+
+if [ ! -f "$box_file" ]; then
+  for stale in "$CACHE"/.build-*; do
+    [ -e "$stale" ] || continue
+    log "removing leftover of an interrupted build: $stale"
+    remove_build "$stale"
+  done
+  build_box
+else
+  log "cached: $box_file"
+fi
+
+# --- Vagrant's copy and libvirt's -----------------------------------------------------------
+
+vagrant_home=${VAGRANT_HOME:-$HOME/.vagrant.d}
+box_dir="$vagrant_home/boxes/${BOX_NAME//\//-VAGRANTSLASH-}/0/libvirt"
+if [ "$(cat "$box_dir/hakeep-box.id" 2>/dev/null)" != "$hash" ]; then
+  log "adding $box_file to Vagrant as $BOX_NAME"
+  vagrant box add --force --name "$BOX_NAME" "$box_file" >&2
+fi
+
+# vagrant-libvirt uploads a box into libvirt's pool once, as a volume named after the box
+# and its file's time. Older uploads of this box that no VM disk is backed by are garbage.
+if virsh -c qemu:///system pool-info default >/dev/null 2>&1; then
+  prefix="${BOX_NAME//\//-VAGRANTSLASH-}_vagrant_box_image_"
+  current="${prefix}0_$(stat -c %Y "$box_dir/box.img" 2>/dev/null)_box.img"
+  mapfile -t volumes < <(virsh -c qemu:///system vol-list --pool default | awk 'NR > 2 && NF { print $1 }')
+  backing=""
+  for v in "${volumes[@]}"; do
+    path=$(virsh -c qemu:///system vol-path --pool default "$v" 2>/dev/null) || continue
+    backing+=$(qemu-img info -U --output=json "$path" 2>/dev/null \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin).get("backing-filename", ""))' || true)$'\n'
+  done
+  for v in "${volumes[@]}"; do
+    [[ $v == "$prefix"* ]] && [ "$v" != "$current" ] || continue
+    path=$(virsh -c qemu:///system vol-path --pool default "$v")
+    if ! grep -qxF "$path" <<<"$backing"; then
+      log "removing the old box upload $v from libvirt's pool"
+      virsh -c qemu:///system vol-delete --pool default "$v" >/dev/null
+    fi
+  done
+fi
+echo "$box_file"

@@ -331,7 +331,8 @@ impl Worker {
             .map(|&i| format!("{} was taken over by another node", self.resources[i].id()))
             .collect();
         if !fenced.is_empty() {
-            self.raise_fault(format!("fenced: {}", fenced.join("; ")));
+            let hold = self.settings.fenced_hold_down_secs;
+            self.raise_fault_for(format!("fenced: {}", fenced.join("; ")), hold);
             return true;
         }
         let dead: Vec<usize> = self
@@ -417,7 +418,11 @@ impl Worker {
 
     /// Marks the node unfit for a hold-down; the next converge releases what it holds.
     fn raise_fault(&mut self, reason: String) {
-        let hold = Duration::from_secs(u64::from(self.settings.hold_down_secs)).max(MIN_HOLD_DOWN);
+        self.raise_fault_for(reason, self.settings.hold_down_secs);
+    }
+
+    fn raise_fault_for(&mut self, reason: String, hold_secs: u32) {
+        let hold = Duration::from_secs(u64::from(hold_secs)).max(MIN_HOLD_DOWN);
         log::error!(
             "group {}: FAULT: {reason}; stepping down for {} s",
             self.group.name,

@@ -45,6 +45,10 @@ impl Default for KeepalivedSettings {
 pub struct AgentSettings {
     /// After a fault, seconds the node stays out (track file 1) before it may serve again.
     pub hold_down_secs: u32,
+    /// The hold-down after this node's volume was taken by a peer (fenced). Longer: under
+    /// a lasting heartbeat partition both nodes are MASTER, and each would otherwise take
+    /// the volume from the other at every hold-down's end.
+    pub fenced_hold_down_secs: u32,
     /// Seconds between full resyncs with keepalived's state (catches lost events).
     pub resync_interval_secs: u32,
     /// Service restarts allowed within `restart_window_secs` before the group faults.
@@ -62,6 +66,7 @@ impl Default for AgentSettings {
     fn default() -> Self {
         AgentSettings {
             hold_down_secs: 60,
+            fenced_hold_down_secs: 600,
             resync_interval_secs: 5,
             restart_limit: 3,
             restart_window_secs: 300,

@@ -103,8 +103,14 @@ fn agent(r: &mut Reader, node: &Node, path: &FieldPath) -> AgentSettings {
     let Some(map) = r.mapping(node, path) else {
         return settings;
     };
-    let fields: [(&str, &mut u32, u64, u64); 7] = [
+    let fields: [(&str, &mut u32, u64, u64); 8] = [
         ("hold_down", &mut settings.hold_down_secs, 0, 86_400),
+        (
+            "fenced_hold_down",
+            &mut settings.fenced_hold_down_secs,
+            0,
+            86_400,
+        ),
         (
             "resync_interval",
             &mut settings.resync_interval_secs,

@@ -9,14 +9,11 @@ set -euo pipefail
 # busybox: `make bench` runs 64 light services (busybox httpd) per node.
 packages=(keepalived iproute2 util-linux e2fsprogs psmisc procps iputils-ping python3 curl debootstrap systemd-container python3-venv pkg-config libssl-dev
   openssh-server openssh-client python3-jsonschema busybox)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+. "$(dirname "$0")/lib/apt.sh"
+mapfile -t missing < <(missing_packages "${packages[@]}")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi
 
 # keepalived's script security needs this user; the keepalived role creates it on nodes too.

@@ -7,28 +7,24 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 log() { printf 'install-lab-deps: %s\n' "$*" >&2; }
 
 # vagrant + vagrant-libvirt drive the VMs; libvirt runs them with qemu (TCG when there is
-# no usable KVM), as the libvirt-qemu user that libvirt-daemon-system makes; the box builder needs debootstrap, fdisk (sfdisk), extlinux and the
-# syslinux MBR; Vagrant unpacks boxes with bsdtar.
+# no usable KVM), as the libvirt-qemu user that libvirt-daemon-system makes; the box
+# builder needs debootstrap, fdisk (sfdisk), extlinux and the syslinux MBR; Vagrant
+# unpacks boxes with bsdtar.
 packages=(vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
   qemu-system-x86 qemu-utils dnsmasq-base iptables libarchive-tools
   debootstrap fdisk extlinux syslinux-common e2fsprogs util-linux openssh-client)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+. "$(dirname "$0")/lib/apt.sh"
+mapfile -t missing < <(missing_packages "${packages[@]}")
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing: ${missing[*]}"
-  apt-get update -qq
-  extra=()
   # A qemu-utils newer than Debian 12's (a backport) breaks qemu-system-x86 7.2: take the
   # release's qemu-utils with it.
   if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
     codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
-    extra=(--allow-downgrades "qemu-utils/$codename")
-    missing=("${missing[@]/qemu-utils/}")
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | grep -vx qemu-utils)
+    missing+=(--allow-downgrades "qemu-utils/$codename")
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${extra[@]}" "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi
 
 # Without systemd as PID 1 nothing starts libvirt: start its daemons by hand.

@@ -46,7 +46,7 @@ test: lint rust-test molecule molecule-lab
 lab: deps
 	scripts/lab.sh up >/dev/null
 	scripts/lab.sh status || true
-	@echo "Failover: scripts/lab.sh crash nfs1 powers the active server off (or: vagrant ssh nfs1 -c 'sudo hakeep switchover nfs --to nfs2')"
+	@echo "Failover: scripts/lab.sh crash NODE powers off NODE, the one ACTIVE ON above (or: vagrant ssh NODE -c 'sudo hakeep switchover nfs --to OTHER'); docs/lab.md"
 
 lab-status:
 	scripts/lab.sh status

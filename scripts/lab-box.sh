@@ -81,7 +81,7 @@ remove_build() {
 build_box() {
   local sources mirror tmp mnt disk loop uuid kernel initrd start include
   sources=$(host_sources)
-  mirror=${HAKEEP_APT_MIRROR:-$(awk -v s="$SUITE" '$2 == s { print $1; exit }' <<<"$sources")}
+  mirror=$(image_mirror "$SUITE" "$sources")
   [ -n "$mirror" ] || die "no '$SUITE' deb source in /etc/apt/sources.list{,.d}; set HAKEEP_APT_MIRROR"
   [ -f "$INSECURE_KEY_DIR/vagrant.pub" ] || die "Vagrant's insecure key is missing: install vagrant"
   for tool in debootstrap extlinux sfdisk qemu-img; do
@@ -161,16 +161,7 @@ EOF
 # $3 host sources, $4 mirror.
 configure_root() {
   local root=$1 uuid=$2 sources=$3 mirror=$4
-  in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
-
-  {
-    echo "# Written by hakeep's lab-box.sh from the build host's apt sources."
-    awk -v s="$SUITE" '$2 == s || $2 == s "-updates" || $2 == s "-security" { print "deb " $0 }' \
-      <<<"$sources" | sort -u
-  } >"$root/etc/apt/sources.list"
-  grep -q "^deb .* $SUITE " "$root/etc/apt/sources.list" \
-    || echo "deb $mirror $SUITE main" >>"$root/etc/apt/sources.list"
+  write_image_sources "$root" "$SUITE" "$mirror" "$sources" lab-box.sh
 
   mount -t proc proc "$root/proc"
   mount -t sysfs sys "$root/sys"
@@ -178,10 +169,10 @@ configure_root() {
   printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
   chmod 0755 "$root/usr/sbin/policy-rc.d"
   log "apt-get upgrade (security and point-release updates)"
-  in_root apt-get update -qq >>"$root/../debootstrap.log" 2>&1 || die "apt-get update in the image failed"
-  in_root apt-get -y -qq -o Dpkg::Options::=--force-confold dist-upgrade \
+  in_image "$root" apt-get update -qq >>"$root/../debootstrap.log" 2>&1 || die "apt-get update in the image failed"
+  in_image "$root" apt-get -y -qq -o Dpkg::Options::=--force-confold dist-upgrade \
     >>"$root/../debootstrap.log" 2>&1 || die "apt-get upgrade in the image failed"
-  in_root apt-get clean
+  in_image "$root" apt-get clean
   rm -f "$root/usr/sbin/policy-rc.d"
 
   cat >"$root/etc/fstab" <<EOF
@@ -203,7 +194,7 @@ EOF
 ::1	localhost ip6-localhost ip6-loopback
 EOF
 
-  in_root useradd --create-home --shell /bin/bash vagrant
+  in_image "$root" useradd --create-home --shell /bin/bash vagrant
   install -d -m 0700 -o 1000 -g 1000 "$root/home/vagrant/.ssh"
   install -m 0600 -o 1000 -g 1000 "$INSECURE_KEY_DIR/vagrant.pub" "$root/home/vagrant/.ssh/authorized_keys"
   [ "$(stat -c %u "$root/home/vagrant")" = 1000 ] || die "the vagrant user is not uid 1000"

@@ -50,11 +50,7 @@ fi
 . "$(dirname "$0")/lib/build-common.sh"
 
 sources=$(host_sources)
-if [ -n "${HAKEEP_APT_MIRROR:-}" ]; then
-  mirror=$HAKEEP_APT_MIRROR
-else
-  mirror=$(awk -v s="$SUITE" '$2 == s { print $1; exit }' <<<"$sources")
-fi
+mirror=$(image_mirror "$SUITE" "$sources")
 [ -n "$mirror" ] || die "no '$SUITE' deb source in /etc/apt/sources.list{,.d}; set HAKEEP_APT_MIRROR"
 
 missing=()
@@ -108,26 +104,17 @@ debootstrap --variant=minbase --include="$include" --components=main \
 root=$tmp/root
 
 # --- apt sources as on the host (for lists and security updates at build time) ------------
-{
-  echo "# Written by hakeep's nspawn-rootfs.sh from the build host's apt sources."
-  awk -v s="$SUITE" '$2 == s || $2 == s "-updates" || $2 == s "-security" { print "deb " $0 }' \
-    <<<"$sources" | sort -u
-} >"$root/etc/apt/sources.list"
-grep -q "^deb .* $SUITE " "$root/etc/apt/sources.list" \
-  || echo "deb $mirror $SUITE main" >>"$root/etc/apt/sources.list"
-
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-  DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
+write_image_sources "$root" "$SUITE" "$mirror" "$sources" nspawn-rootfs.sh
 
 mount -t proc proc "$root/proc"
 # No daemon may start inside the build chroot.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
 log "apt-get update + upgrade (security and point-release updates)"
-in_root apt-get update -qq >>"$tmp/debootstrap.log" 2>&1 || die "apt-get update in the image failed"
-in_root apt-get -y -qq -o Dpkg::Options::=--force-confold dist-upgrade >>"$tmp/debootstrap.log" 2>&1 \
+in_image "$root" apt-get update -qq >>"$tmp/debootstrap.log" 2>&1 || die "apt-get update in the image failed"
+in_image "$root" apt-get -y -qq -o Dpkg::Options::=--force-confold dist-upgrade >>"$tmp/debootstrap.log" 2>&1 \
   || { tail -n 30 "$tmp/debootstrap.log" >&2; die "apt-get upgrade in the image failed"; }
-in_root apt-get clean
+in_image "$root" apt-get clean
 rm -f "$root/usr/sbin/policy-rc.d"
 umount "$root/proc"
 

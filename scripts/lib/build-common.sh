@@ -53,3 +53,35 @@ remove_tree() {
   unmount_below "$1"
   rm -rf --one-file-system "$1"
 }
+
+# Prints the Debian mirror to debootstrap $1 (a suite) from: HAKEEP_APT_MIRROR, else the
+# first of the host's sources ($2, host_sources' output) for that suite.
+image_mirror() {
+  local suite=$1 sources=$2
+  if [ -n "${HAKEEP_APT_MIRROR:-}" ]; then
+    echo "$HAKEEP_APT_MIRROR"
+  else
+    awk -v s="$suite" '$2 == s { print $1; exit }' <<<"$sources"
+  fi
+}
+
+# Writes an image's sources.list: the host's sources ($4) of suite $2 and its -updates and
+# -security, else the mirror $3. $1 the image's root, $5 who writes it (for the header).
+write_image_sources() {
+  local root=$1 suite=$2 mirror=$3 sources=$4 writer=$5
+  {
+    echo "# Written by hakeep's $writer from the build host's apt sources."
+    awk -v s="$suite" '$2 == s || $2 == s "-updates" || $2 == s "-security" { print "deb " $0 }' \
+      <<<"$sources" | sort -u
+  } >"$root/etc/apt/sources.list"
+  grep -q "^deb .* $suite " "$root/etc/apt/sources.list" \
+    || echo "deb $mirror $suite main" >>"$root/etc/apt/sources.list"
+}
+
+# Runs a command in the image at $1 with a clean, non-interactive environment.
+in_image() {
+  local root=$1
+  shift
+  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"
+}

@@ -94,25 +94,6 @@ fn now_ms() -> u64 {
     epoch_ms_of(SystemTime::now())
 }
 
-/// Milliseconds since the epoch of `2026-11-22T02:20:58.342Z` (the agent's timestamps).
-fn epoch_ms(stamp: &str) -> Option<u64> {
-    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>());
-    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    let millis: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + millis).ok()
-}
-
 /// A number in [0, n), from a xorshift seeded by the clock: where in the advert cycle a
 /// crash falls must not depend on how long the previous run's restore took.
 fn random_below(n: u64) -> u64 {
@@ -779,6 +760,9 @@ fn restore_node(lab: &mut Lab, system: System, victim: &str) -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // B1 / B3: crash failover
 
+/// A B1/B2 measurement of one system under one VRRP configuration: CSV rows.
+type ConfigBench = fn(Instant, System, &str, u8, usize) -> Result<Vec<Vec<String>>>;
+
 const B1_CONFIGS: [(&str, u8); 3] = [("1", 2), ("0.2", 3), ("0.1", 3)];
 
 const B1_HEADER: &[&str] = &[
@@ -1374,55 +1358,51 @@ fn failover_benchmarks() {
         write_meta(&out, part, elapsed, runs, r)
     };
 
-    if part_selected("b1") {
-        let mut csv = Csv::new(B1_HEADER);
-        for (advert, version) in B1_CONFIGS {
+    for (part, header, configs, doing, file, bench) in [
+        (
+            "b1",
+            B1_HEADER,
+            &B1_CONFIGS[..],
+            "",
+            "b1_failover.csv",
+            b1_config as ConfigBench,
+        ),
+        (
+            "b2",
+            B2_HEADER,
+            &B2_CONFIGS[..],
+            "switchover ",
+            "b2_switchover.csv",
+            b2_config,
+        ),
+    ] {
+        if !part_selected(part) {
+            continue;
+        }
+        let name = part.to_uppercase();
+        let mut csv = Csv::new(header);
+        for &(advert, version) in configs {
             for system in [System::Hakeep, System::Baseline] {
                 progress(
                     t0,
                     &format!(
-                        "B1 {} advert_int {advert} VRRPv{version}: {runs} runs",
+                        "{name} {} {doing}advert_int {advert} VRRPv{version}: {runs} runs",
                         system.name()
                     ),
                 );
-                let what = format!("B1 {} {advert}", system.name());
+                let what = format!("{name} {} {advert}", system.name());
                 record(
                     retried(&what, &mut retries, || {
-                        b1_config(t0, system, advert, version, runs)
+                        bench(t0, system, advert, version, runs)
                     })
                     .map(|rows| {
                         rows.into_iter().for_each(|r| csv.push(r));
                     }),
                 );
-                record(csv.write(&out.join("b1_failover.csv")));
+                record(csv.write(&out.join(file)));
             }
         }
-        record(finish_part("b1", runs, &mut retries));
-    }
-    if part_selected("b2") {
-        let mut csv = Csv::new(B2_HEADER);
-        for (advert, version) in B2_CONFIGS {
-            for system in [System::Hakeep, System::Baseline] {
-                progress(
-                    t0,
-                    &format!(
-                        "B2 {} switchover advert_int {advert} VRRPv{version}: {runs} runs",
-                        system.name()
-                    ),
-                );
-                let what = format!("B2 {} {advert}", system.name());
-                record(
-                    retried(&what, &mut retries, || {
-                        b2_config(t0, system, advert, version, runs)
-                    })
-                    .map(|rows| {
-                        rows.into_iter().for_each(|r| csv.push(r));
-                    }),
-                );
-                record(csv.write(&out.join("b2_switchover.csv")));
-            }
-        }
-        record(finish_part("b2", runs, &mut retries));
+        record(finish_part(part, runs, &mut retries));
     }
     if part_selected("b4") {
         let mut b4 = Csv::new(B4_HEADER);
@@ -1570,6 +1550,18 @@ mod report {
         }
     }
 
+    /// The rows of one system under one VRRP configuration (B1, B2).
+    fn config_view<'a>(csv: &'a Csv, system: &str, advert: &str, version: &str) -> View<'a> {
+        view(
+            csv,
+            &[
+                ("system", system),
+                ("advert_int", advert),
+                ("vrrp_version", version),
+            ],
+        )
+    }
+
     pub fn markdown(out: &Path) -> String {
         let b1 = Csv::read(&out.join("b1_failover.csv"), B1_HEADER);
         let b2 = Csv::read(&out.join("b2_switchover.csv"), B2_HEADER);
@@ -1654,22 +1646,8 @@ mod report {
         if let Some(b1) = b1 {
             for (advert, version) in B1_CONFIGS {
                 let v = version.to_string();
-                let h = view(
-                    b1,
-                    &[
-                        ("system", "hakeep"),
-                        ("advert_int", advert),
-                        ("vrrp_version", &v),
-                    ],
-                );
-                let b = view(
-                    b1,
-                    &[
-                        ("system", "baseline"),
-                        ("advert_int", advert),
-                        ("vrrp_version", &v),
-                    ],
-                );
+                let h = config_view(b1, "hakeep", advert, &v);
+                let b = config_view(b1, "baseline", advert, &v);
                 let label = advert_label(advert, &v);
                 for (col, what) in [
                     ("detection_ms", "detection (MASTER event − kill)"),
@@ -1698,22 +1676,8 @@ mod report {
         if let Some(b2) = b2 {
             for (advert, version) in B2_CONFIGS {
                 let v = version.to_string();
-                let h = view(
-                    b2,
-                    &[
-                        ("system", "hakeep"),
-                        ("advert_int", advert),
-                        ("vrrp_version", &v),
-                    ],
-                );
-                let b = view(
-                    b2,
-                    &[
-                        ("system", "baseline"),
-                        ("advert_int", advert),
-                        ("vrrp_version", &v),
-                    ],
-                );
+                let h = config_view(b2, "hakeep", advert, &v);
+                let b = config_view(b2, "baseline", advert, &v);
                 if h.rows.is_empty() && b.rows.is_empty() {
                     continue;
                 }
@@ -1875,14 +1839,7 @@ mod report {
         for (advert, version) in B1_CONFIGS {
             let v = version.to_string();
             for system in ["hakeep", "baseline"] {
-                let x = view(
-                    b1,
-                    &[
-                        ("system", system),
-                        ("advert_int", advert),
-                        ("vrrp_version", &v),
-                    ],
-                );
+                let x = config_view(b1, system, advert, &v);
                 if x.rows.is_empty() {
                     continue;
                 }
@@ -1917,14 +1874,7 @@ mod report {
         for (advert, version) in B2_CONFIGS {
             let v = version.to_string();
             for system in ["hakeep", "baseline"] {
-                let x = view(
-                    b2,
-                    &[
-                        ("system", system),
-                        ("advert_int", advert),
-                        ("vrrp_version", &v),
-                    ],
-                );
+                let x = config_view(b2, system, advert, &v);
                 if x.rows.is_empty() {
                     continue;
                 }
@@ -2068,22 +2018,8 @@ mod report {
     fn analysis_b1(s: &mut String, b1: &Csv) {
         for (advert, version) in B1_CONFIGS {
             let v = version.to_string();
-            let h = view(
-                b1,
-                &[
-                    ("system", "hakeep"),
-                    ("advert_int", advert),
-                    ("vrrp_version", &v),
-                ],
-            );
-            let b = view(
-                b1,
-                &[
-                    ("system", "baseline"),
-                    ("advert_int", advert),
-                    ("vrrp_version", &v),
-                ],
-            );
+            let h = config_view(b1, "hakeep", advert, &v);
+            let b = config_view(b1, "baseline", advert, &v);
             if h.rows.is_empty() {
                 continue;
             }
@@ -2147,15 +2083,7 @@ mod report {
             .filter_map(|(advert, version)| {
                 let v = version.to_string();
                 let f = |sys: &str| {
-                    view(
-                        b1,
-                        &[
-                            ("system", sys),
-                            ("advert_int", advert),
-                            ("vrrp_version", &v),
-                        ],
-                    )
-                    .median("client_back_after_master_ms")
+                    config_view(b1, sys, advert, &v).median("client_back_after_master_ms")
                 };
                 Some(f("hakeep")? - f("baseline")?)
             })
@@ -2165,17 +2093,10 @@ mod report {
             .flat_map(|(advert, version)| {
                 let v = version.to_string();
                 ["hakeep", "baseline"].map(|sys| {
-                    view(
-                        b1,
-                        &[
-                            ("system", sys),
-                            ("advert_int", advert),
-                            ("vrrp_version", &v),
-                        ],
-                    )
-                    .stats("client_back_after_master_ms")
-                    .map(|st| st.p90 - st.median)
-                    .unwrap_or(0.0)
+                    config_view(b1, sys, advert, &v)
+                        .stats("client_back_after_master_ms")
+                        .map(|st| st.p90 - st.median)
+                        .unwrap_or(0.0)
                 })
             })
             .fold(0.0, f64::max);
@@ -2219,22 +2140,8 @@ mod report {
     fn analysis_b2(s: &mut String, b2: &Csv) {
         for (advert, version) in B2_CONFIGS {
             let v = version.to_string();
-            let h = view(
-                b2,
-                &[
-                    ("system", "hakeep"),
-                    ("advert_int", advert),
-                    ("vrrp_version", &v),
-                ],
-            );
-            let b = view(
-                b2,
-                &[
-                    ("system", "baseline"),
-                    ("advert_int", advert),
-                    ("vrrp_version", &v),
-                ],
-            );
+            let h = config_view(b2, "hakeep", advert, &v);
+            let b = config_view(b2, "baseline", advert, &v);
             if h.rows.is_empty() || b.rows.is_empty() {
                 continue;
             }

@@ -144,26 +144,6 @@ fn wait_eligible(lab: &Lab, node: &str, timeout: Duration) -> Result<Duration> {
     .with_context(|| format!("last status of {node}: {last}"))
 }
 
-/// Milliseconds since the epoch of `2026-11-22T02:20:58.342Z` (the agent's timestamps).
-fn epoch_ms(stamp: &str) -> Option<u64> {
-    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>());
-    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    let millis: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + millis).ok()
-}
-
 /// (timestamp ms, action, step) of actions.log lines of the group.
 fn timed_actions(lab: &Lab, node: &str) -> Vec<(u64, String, String)> {
     lab.actions_log(node)

@@ -54,18 +54,8 @@ impl Worker {
     ) -> Self {
         let me = cluster.node(node).cloned();
         let resources = drivers::resources_of(cluster, group);
-        let services = resources
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.id().starts_with("service:") || r.id().starts_with("script:"))
-            .map(|(i, _)| i)
-            .collect();
-        let volumes = resources
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.id().starts_with("volume:"))
-            .map(|(i, _)| i)
-            .collect();
+        let services = indexes_of(&resources, &["service:", "script:"]);
+        let volumes = indexes_of(&resources, &["volume:"]);
         let settings = cluster.agent.clone();
         let secs = |s: u32| Duration::from_secs(u64::from(s));
         Worker {
@@ -611,6 +601,19 @@ impl Worker {
             },
         );
     }
+}
+
+/// Positions of the resources whose id starts with one of `kinds` (`service:`, ...).
+fn indexes_of(resources: &[Box<dyn Resource>], kinds: &[&str]) -> Vec<usize> {
+    resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            let id = r.id();
+            kinds.iter().any(|k| id.starts_with(k))
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn timed_restart(resource: &dyn Resource, ctx: &Context) -> records::Step {

@@ -1674,14 +1674,7 @@ impl Lab {
             bail!("{name}: keepalived is not running");
         };
         let parent = child.id();
-        signal(parent, Signal::STOP);
-        let children: Vec<u32> = all_pids()
-            .into_iter()
-            .filter(|&p| ppid(p) == Some(parent))
-            .collect();
-        for &c in &children {
-            signal(c, Signal::KILL);
-        }
+        let children = kill_vrrp_children(parent);
         let killed = SystemTime::now();
         signal(parent, Signal::KILL);
         child.wait()?; // no zombie: the agent must see the pid gone
@@ -1714,14 +1707,7 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .context("starting ip -batch")?;
-        signal(parent, Signal::STOP);
-        let children: Vec<u32> = all_pids()
-            .into_iter()
-            .filter(|&p| ppid(p) == Some(parent))
-            .collect();
-        for &c in &children {
-            signal(c, Signal::KILL);
-        }
+        let children = kill_vrrp_children(parent);
         let killed = SystemTime::now();
         let mut stdin = ip.stdin.take().context("ip -batch stdin")?;
         let written = stdin.write_all(format!("link set {IFACE} down\n").as_bytes());
@@ -2248,6 +2234,40 @@ fn mountinfo_has_group_mount(mountinfo: &str, dev: &str) -> bool {
             || mountpoint.starts_with(&format!("{MOUNTPOINT}/"))
             || (!dev.is_empty() && source == dev)
     })
+}
+
+/// Stops keepalived's parent (so it cannot restart them) and SIGKILLs its children, the
+/// VRRP and checker processes; returns their pids. The caller kills the parent after.
+fn kill_vrrp_children(parent: u32) -> Vec<u32> {
+    signal(parent, Signal::STOP);
+    let children: Vec<u32> = all_pids()
+        .into_iter()
+        .filter(|&p| ppid(p) == Some(parent))
+        .collect();
+    for &c in &children {
+        signal(c, Signal::KILL);
+    }
+    children
+}
+
+/// Milliseconds since the epoch of `2026-11-22T02:20:58.342Z` (the agent's timestamps).
+pub fn epoch_ms(stamp: &str) -> Option<u64> {
+    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let millis: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + millis).ok()
 }
 
 /// Whether a /proc/net/fib_trie text has `addr` as a local address (`|-- ADDR` followed by

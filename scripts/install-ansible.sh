@@ -11,11 +11,13 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${HAKEEP_VENV:-/var/cache/hakeep/venv}
+VENV=${HAKEEP_VENV:-${HAKEEP_CACHE:-/var/cache/hakeep}/venv}
 PYTHON=${HAKEEP_PYTHON:-/usr/bin/python3}
 REQS=$REPO/requirements.txt
 STAMP=$VENV/.hakeep-requirements
 
+# Stdout carries only the venv's bin directory (fd 3); everything else goes to stderr.
+exec 3>&1 1>&2
 log() { printf 'install-ansible: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -40,7 +42,7 @@ want=$( { "$PYTHON" -c 'import sys; print(sys.version)'; cat "$REQS"; } | sha256
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
   && runs ansible-playbook && runs molecule; then
   log "up to date: $VENV"
-  echo "$VENV/bin"
+  echo "$VENV/bin" >&3
   exit 0
 fi
 
@@ -54,4 +56,4 @@ runs ansible-playbook || die "ansible-playbook does not run from $VENV"
 runs molecule || die "molecule does not run from $VENV"
 echo "$want" >"$STAMP"
 log "installed in $((SECONDS - start)) s: $("$VENV/bin/ansible" --version | head -n1), $(cd "$VENV" && PATH="$VENV/bin:$PATH" molecule --version 2>/dev/null | head -n1)"
-echo "$VENV/bin"
+echo "$VENV/bin" >&3

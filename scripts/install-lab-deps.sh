@@ -8,11 +8,12 @@ log() { printf 'install-lab-deps: %s\n' "$*" >&2; }
 
 # vagrant + vagrant-libvirt drive the VMs; libvirt runs them with qemu (TCG when there is
 # no usable KVM), as the libvirt-qemu user that libvirt-daemon-system makes; the box
-# builder needs debootstrap, fdisk (sfdisk), extlinux and the syslinux MBR; Vagrant
-# unpacks boxes with bsdtar.
+# builder needs debootstrap, fdisk (sfdisk) and GRUB's BIOS images and grub-mkimage
+# (grub-pc-bin: nothing is installed into the host's own boot sectors); Vagrant unpacks
+# boxes with bsdtar.
 packages=(vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
   qemu-system-x86 qemu-utils dnsmasq-base iptables libarchive-tools
-  debootstrap fdisk extlinux syslinux-common e2fsprogs util-linux openssh-client)
+  debootstrap fdisk grub-pc-bin grub-common e2fsprogs util-linux openssh-client)
 . "$(dirname "$0")/lib/apt.sh"
 mapfile -t missing < <(missing_packages "${packages[@]}")
 if [ ${#missing[@]} -gt 0 ]; then

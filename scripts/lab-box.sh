@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Builds (once) the Debian 12 Vagrant box of the lab, for the libvirt provider, and adds
 # it to Vagrant as hakeep/bookworm. No box can be downloaded here, so it is made from
-# scratch: debootstrap onto a raw disk (MBR + one ext4 partition + extlinux), then qcow2.
+# scratch: debootstrap onto a raw disk (MBR + one ext4 partition + GRUB), then qcow2.
+#
+# Boot path: GRUB's core image sits in the gap before the partition and reads the kernel
+# and initrd through its own ext4 driver, so a provisioned VM boots again whatever the
+# layout of an initrd that provisioning rewrote (extlinux did not: a VM whose initrd was
+# rewritten stopped in the BIOS). Before the box is cached, its initrd is rewritten as
+# provisioning does and the disk is booted under qemu until it offers a login
+# (scripts/lab-box-boot-test.sh).
 #
 #   scripts/lab-box.sh           build if missing, add to Vagrant if needed, print the path
 #   scripts/lab-box.sh --path    print the box file it would use, build nothing
 #
 # The lab VMs have no route to an apt mirror, so every package the roles install is in
-# the box already. The box file is cached under ${HAKEEP_BOX_CACHE:-/var/cache/hakeep/box}
-# as hakeep-bookworm-<hash>.box; the hash covers the package list and RECIPE, so changing
+# the box already. The box file is cached under ${HAKEEP_BOX_CACHE:-$HAKEEP_CACHE/box}
+# (HAKEEP_CACHE defaults to /var/cache/hakeep) as hakeep-bookworm-<hash>.box; the hash covers the package list and RECIPE, so changing
 # either builds a new box, which then replaces the old one in Vagrant and in libvirt's
 # pool. A build runs in a temporary directory and is renamed into place only when
 # complete; a killed build's leftovers (mounts, loop device, files) go at the next run.
@@ -18,10 +25,13 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 SUITE=bookworm
 BOX_NAME=${HAKEEP_LAB_BOX:-hakeep/bookworm}
 # Bump when the customisation below changes in a way the VMs would notice.
-RECIPE=2
+RECIPE=3
 DISK_GB=8
+# The kernel is installed after the upgrade (KERNEL_PACKAGE), so the box has one kernel,
+# the newest, whatever debootstrap would have picked.
+KERNEL_PACKAGE=linux-image-amd64
 PACKAGES=(
-  linux-image-amd64 initramfs-tools systemd systemd-sysv udev dbus kmod
+  initramfs-tools systemd systemd-sysv udev dbus kmod
   ifupdown isc-dhcp-client netbase iproute2 iputils-ping openssh-server sudo
   python3 python3-apt ca-certificates procps psmisc less logrotate e2fsprogs xfsprogs
   keepalived targetcli-fb python3-rtslib-fb open-iscsi sg3-utils
@@ -39,19 +49,25 @@ DISABLED_UNITS=(keepalived.service nfs-server.service open-iscsi.service
 # boot under TCG, and CPU-bug mitigations slow every emulated instruction.
 KERNEL_ARGS="apparmor=0 mitigations=off"
 
-CACHE=${HAKEEP_BOX_CACHE:-/var/cache/hakeep/box}
+CACHE=${HAKEEP_BOX_CACHE:-${HAKEEP_CACHE:-/var/cache/hakeep}/box}
 LOCK_TIMEOUT=${HAKEEP_BOX_LOCK_TIMEOUT:-1800}
 INSECURE_KEY_DIR=/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys
 
 log() { printf 'lab-box: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-hash=$(printf '%s\n' "suite=$SUITE" "recipe=$RECIPE" "disk=$DISK_GB" "args=$KERNEL_ARGS" "${PACKAGES[@]}" \
+# Stdout carries only the box file's path (fd 3): everything else this script or the
+# commands it runs print goes to stderr.
+exec 3>&1 1>&2
+result() { echo "$1" >&3; }
+
+hash=$(printf '%s\n' "suite=$SUITE" "recipe=$RECIPE" "disk=$DISK_GB" "args=$KERNEL_ARGS" \
+  "kernel=$KERNEL_PACKAGE" "${PACKAGES[@]}" \
   | LC_ALL=C sort | sha256sum | cut -c1-12)
 box_file="$CACHE/hakeep-$SUITE-$hash.box"
 
 if [ "${1:-}" = "--path" ]; then
-  echo "$box_file"
+  result "$box_file"
   exit 0
 fi
 [ "$(id -u)" -eq 0 ] || die "must run as root"
@@ -78,16 +94,64 @@ remove_build() {
   rm -rf --one-file-system "$1"
 }
 
+GRUB_DIR=/usr/lib/grub/i386-pc
+# GRUB's modules in the core image: enough to find the root partition by UUID, read ext4,
+# and run grub.cfg's Linux entry with a serial console.
+GRUB_MODULES=(biosdisk part_msdos ext2 search search_fs_uuid normal linux serial terminal
+  echo test configfile)
+
+# Writes /boot/grub/grub.cfg and the core image ($1/../core.img, embedded in the disk's
+# gap by write_boot_sectors). $1 the mounted root, $2 its UUID. The entry boots /vmlinuz
+# and /initrd.img, the symlinks Debian keeps to the newest kernel, so a kernel upgrade
+# inside the VM needs no new grub.cfg.
+install_grub() {
+  local root=$1 uuid=$2 work
+  work=$(dirname "$root")
+  [ -e "$root/vmlinuz" ] && [ -e "$root/initrd.img" ] \
+    || die "the image has no /vmlinuz or /initrd.img symlink"
+  mkdir -p "$root/boot/grub"
+  cat >"$root/boot/grub/grub.cfg" <<EOF
+# Written by hakeep's lab-box.sh. Boots the newest kernel (Debian's /vmlinuz symlinks).
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set timeout=0
+menuentry "Debian GNU/Linux (hakeep lab box)" {
+  search --no-floppy --fs-uuid --set=root $uuid
+  linux /vmlinuz root=UUID=$uuid ro console=ttyS0,115200 net.ifnames=0 biosdevname=0 $KERNEL_ARGS
+  initrd /initrd.img
+}
+EOF
+  cat >"$work/early.cfg" <<EOF
+search --no-floppy --fs-uuid --set=root $uuid
+set prefix=(\$root)/boot/grub
+EOF
+  grub-mkimage -O i386-pc -d "$GRUB_DIR" -c "$work/early.cfg" -p "(hd0,msdos1)/boot/grub" \
+    -o "$work/core.img" "${GRUB_MODULES[@]}" || die "grub-mkimage failed"
+}
+
+# Puts GRUB's boot code into the MBR (its first 440 bytes: the disk signature and the
+# partition table stay) and the core image right after it, in the gap before the first
+# partition. boot.img loads sector 1 and core.img's first sector loads the rest from
+# sector 2 on: GRUB's defaults, so nothing needs patching. $1 the disk, $2 core.img.
+write_boot_sectors() {
+  local disk=$1 core=$2 sectors
+  sectors=$((($(stat -c %s "$core") + 511) / 512))
+  [ "$sectors" -lt 2047 ] || die "GRUB's core image ($sectors sectors) does not fit before the partition"
+  dd if="$GRUB_DIR/boot.img" of="$disk" bs=440 count=1 conv=notrunc status=none
+  dd if="$core" of="$disk" bs=512 seek=1 conv=notrunc status=none
+}
+
 build_box() {
-  local sources mirror tmp mnt disk loop uuid kernel initrd start include
+  local sources mirror tmp mnt disk loop uuid start include
   sources=$(host_sources)
   mirror=$(image_mirror "$SUITE" "$sources")
   [ -n "$mirror" ] || die "no '$SUITE' deb source in /etc/apt/sources.list{,.d}; set HAKEEP_APT_MIRROR"
   [ -f "$INSECURE_KEY_DIR/vagrant.pub" ] || die "Vagrant's insecure key is missing: install vagrant"
-  for tool in debootstrap extlinux sfdisk qemu-img; do
+  for tool in debootstrap sfdisk qemu-img grub-mkimage qemu-system-x86_64; do
     command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-lab-deps.sh installs it)"
   done
-  [ -f /usr/lib/syslinux/mbr/mbr.bin ] || die "/usr/lib/syslinux/mbr/mbr.bin is missing: install syslinux-common"
+  [ -f "$GRUB_DIR/boot.img" ] || die "$GRUB_DIR/boot.img is missing: install grub-pc-bin"
 
   start=$(date +%s)
   tmp=$(mktemp -d "$CACHE/.build-$hash.XXXXXX")
@@ -102,8 +166,8 @@ build_box() {
   printf 'label: dos\nstart=2048, type=83, bootable\n' | sfdisk -q "$disk"
   # Partition devices of loop devices don't appear here: map the partition by offset.
   loop=$(losetup --find --show --offset $((2048 * 512)) "$disk")
-  # extlinux reads ext4, but not its 64bit layout.
-  mkfs.ext4 -q -L hakeep-root -O ^64bit "$loop"
+  # Features newer than GRUB 2.06's ext4 reader are left out.
+  mkfs.ext4 -q -L hakeep-root -O ^metadata_csum_seed,^orphan_file "$loop"
   uuid=$(blkid -s UUID -o value "$loop")
   mount "$loop" "$mnt"
 
@@ -116,23 +180,19 @@ build_box() {
   }
   configure_root "$mnt" "$uuid" "$sources" "$mirror"
 
-  kernel=$(cd "$mnt/boot" && ls vmlinuz-* | sort -V | tail -n 1)
-  initrd=$(cd "$mnt/boot" && ls initrd.img-* | sort -V | tail -n 1)
-  [ -n "$kernel" ] && [ -n "$initrd" ] || die "no kernel or initrd in the image's /boot"
-  mkdir -p "$mnt/boot/extlinux"
-  cat >"$mnt/boot/extlinux/extlinux.conf" <<EOF
-DEFAULT debian
-TIMEOUT 1
-LABEL debian
-  LINUX /boot/$kernel
-  INITRD /boot/$initrd
-  APPEND root=UUID=$uuid ro console=ttyS0,115200 net.ifnames=0 biosdevname=0 $KERNEL_ARGS
-EOF
-  extlinux --install "$mnt/boot/extlinux" >/dev/null 2>&1 || die "extlinux --install failed"
+  install_grub "$mnt" "$uuid"
   sync
   umount "$mnt"
   losetup -d "$loop"
-  dd if=/usr/lib/syslinux/mbr/mbr.bin of="$disk" bs=440 count=1 conv=notrunc status=none
+  write_boot_sectors "$disk" "$tmp/core.img"
+
+  # What provisioning does (installing open-iscsi, nfs-kernel-server...): the initrd is
+  # rewritten. The box must boot after that, or a provisioned VM never boots again.
+  # The console log stays in $CACHE/boot-test for a look when it fails.
+  rm -rf "$CACHE/boot-test"
+  mkdir -p "$CACHE/boot-test"
+  "$(dirname "$0")/lab-box-boot-test.sh" --rewrite-initrd --workdir "$CACHE/boot-test" "$disk" \
+    || die "the box does not boot after its initrd was rewritten (console: $CACHE/boot-test)"
 
   log "converting to qcow2"
   # Compressed: deleted files' blocks (apt's downloads) need not be copied into the pool.
@@ -172,6 +232,12 @@ configure_root() {
   in_image "$root" apt-get update -qq >>"$root/../debootstrap.log" 2>&1 || die "apt-get update in the image failed"
   in_image "$root" apt-get -y -qq -o Dpkg::Options::=--force-confold dist-upgrade \
     >>"$root/../debootstrap.log" 2>&1 || die "apt-get upgrade in the image failed"
+  log "installing $KERNEL_PACKAGE"
+  in_image "$root" apt-get -y -qq --no-install-recommends install "$KERNEL_PACKAGE" \
+    >>"$root/../debootstrap.log" 2>&1 || die "installing $KERNEL_PACKAGE in the image failed"
+  local kernels
+  kernels=$(find "$root/boot" -maxdepth 1 -name 'vmlinuz-*' | wc -l)
+  [ "$kernels" -eq 1 ] || die "the image has $kernels kernels in /boot, want exactly one"
   in_image "$root" apt-get clean
   rm -f "$root/usr/sbin/policy-rc.d"
 
@@ -271,4 +337,4 @@ if virsh -c qemu:///system pool-info default >/dev/null 2>&1; then
     fi
   done
 fi
-echo "$box_file"
+result "$box_file"

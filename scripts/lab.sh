@@ -9,9 +9,15 @@
 #   scripts/lab.sh status               `hakeep status --all-nodes`, run on nfs1
 #   scripts/lab.sh crash NODE           hard power-off (virsh destroy), as a crash
 #   scripts/lab.sh start NODE           power a crashed node on again
+#   scripts/lab.sh reset NODE           hard reset (virsh reset), as the reset button
+#   scripts/lab.sh consoles [LINES]     the last LINES (40) of every VM's serial console
 #   scripts/lab.sh heartbeat NODE cut|heal
 #                                       unplug / plug NODE's heartbeat NIC on the host's
 #                                       bridge; its link stays up, as when a switch fails
+#
+# `down` never deletes the VMs' serial console logs: it moves them to
+# /var/log/hakeep-lab/LAB/TIME/ (the newest 5 runs are kept), so a failed run can be
+# read afterwards.
 #
 # HAKEEP_LAB_NAME (default hakeep-lab) prefixes the VMs and networks; another name keeps
 # its own Vagrant state in .vagrant/labs/NAME, so two labs with different names and networks
@@ -35,11 +41,13 @@ fi
 export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_NO_PLUGINS_INSTALL=1
 MARKER=$VAGRANT_DOTFILE_PATH/hakeep-provisioned
 
+# Stdout (fd 3) carries only the JSON summary; everything else goes to stderr.
+exec 3>&1 1>&2
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# Vagrant's chatter goes to stderr: stdout carries the summary.
-vagrant_() { (cd "$REPO" && vagrant "$@") >&2; }
+# Vagrant's chatter goes to stderr (fd 3 is not theirs to keep).
+vagrant_() { (cd "$REPO" && vagrant "$@") 3>&-; }
 
 domain_of() { echo "$LAB-$1"; }
 
@@ -63,28 +71,35 @@ summary() {
       "$m" "$addr" "$key" "$(domain_of "$m")"
   done
   printf ']}\n'
-}
+} >&3
 
 cmd_up() {
   local provision=1
   [ "${1:-}" = "--no-provision" ] && provision=0
-  "$REPO/scripts/install-lab-deps.sh"
-  "$REPO/scripts/lab-box.sh" >/dev/null
+  # Daemons started on the way (libvirtd, virtlogd) must not keep fd 3 open.
+  "$REPO/scripts/install-lab-deps.sh" 3>&-
+  "$REPO/scripts/lab-box.sh" >/dev/null 3>&-
   # Vagrant's Ansible provisioner runs ansible-playbook from the venv.
-  PATH="$("$REPO/scripts/install-ansible.sh"):$PATH"
+  PATH="$("$REPO/scripts/install-ansible.sh" 3>&-):$PATH"
   export PATH
   mkdir -p "$VAGRANT_DOTFILE_PATH"
   choose_driver
   remove_strays
   log "vagrant up --no-provision (VMs boot in parallel; under TCG this takes minutes)"
-  vagrant_ up --no-provision
+  if ! vagrant_ up --no-provision; then
+    cmd_consoles 30 >&2
+    die "vagrant up failed (the VMs' consoles are above)"
+  fi
   if [ $provision -eq 1 ]; then
     # Provisioned VMs are left alone; new ones (all, or one made anew) get site.yml.
     local ids
     ids=$(machine_ids)
     if [ "$(cat "$MARKER" 2>/dev/null)" != "$ids" ]; then
       log "provisioning: vagrant provision ${MACHINES[-1]} (site.yml, inventories/lab)"
-      vagrant_ provision "${MACHINES[-1]}"
+      if ! vagrant_ provision "${MACHINES[-1]}"; then
+        cmd_consoles 30 >&2
+        die "provisioning failed (the VMs' consoles are above)"
+      fi
       echo "$ids" >"$MARKER"
     else
       log "already provisioned"
@@ -146,29 +161,36 @@ cmd_down() {
     done
   fi
   rm -rf "$VAGRANT_DOTFILE_PATH/machines" "$MARKER" "$VAGRANT_DOTFILE_PATH/driver"
-  rm -f /var/log/libvirt/qemu/"$LAB"-*-console.log
+  keep_consoles
 }
 
-cmd_status() {
-  vagrant_ ssh nfs1 -- sudo /usr/local/bin/hakeep status --all-nodes
+CONSOLE_ARCHIVE=/var/log/hakeep-lab/$LAB
+consoles_now() { ls /var/log/libvirt/qemu/"$LAB"-*-console.log 2>/dev/null || true; }
+
+# Moves the consoles of the VMs just removed into the archive; keeps the newest 5 runs.
+keep_consoles() {
+  local logs dir old
+  mapfile -t logs < <(consoles_now)
+  [ ${#logs[@]} -gt 0 ] || return 0
+  dir=$CONSOLE_ARCHIVE/$(date -u +%Y%m%dT%H%M%SZ)
+  mkdir -p "$dir"
+  mv "${logs[@]}" "$dir/"
+  log "console logs kept in $dir"
+  mapfile -t old < <(ls -1d "$CONSOLE_ARCHIVE"/*/ 2>/dev/null | sort -r | tail -n +6)
+  [ ${#old[@]} -eq 0 ] || rm -rf "${old[@]}"
 }
 
-# The host-side interface (vnetN) of NODE's NIC on network $2.
-host_port() {
-  "${VIRSH[@]}" domiflist "$(domain_of "$1")" | awk -v n="$2" '$3 == n { print $1 }'
-}
-
-cmd_heartbeat() {
-  local node=$1 action=$2 port bridge
-  port=$(host_port "$node" "$LAB-hb")
-  [ -n "$port" ] || die "$node has no NIC on $LAB-hb"
-  bridge=$("${VIRSH[@]}" net-info "$LAB-hb" | awk '/^Bridge:/ { print $2 }')
-  case $action in
-    cut) ip link set dev "$port" nomaster ;;
-    heal) ip link set dev "$port" master "$bridge" ;;
-    *) die "heartbeat: cut or heal, not '$action'" ;;
-  esac
-  log "heartbeat of $node: $action ($port, bridge $bridge)"
+# The tail of each VM's console on stdout (the VMs of this lab now; `down` moves them to
+# the archive, where they can be read as files).
+cmd_consoles() {
+  local lines=${1:-40} f logs
+  mapfile -t logs < <(consoles_now)
+  [ ${#logs[@]} -gt 0 ] || { log "no console logs of lab $LAB now (kept ones: $CONSOLE_ARCHIVE)"; return 0; }
+  for f in "${logs[@]}"; do
+    printf '===== %s (last %s lines) =====\n' "$f" "$lines"
+    # Without the terminal's colour and cursor codes, so it reads in a CI log.
+    tail -n "$lines" "$f" | tr -d '\r' | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g'
+  done
 }
 
 case ${1:-} in
@@ -178,6 +200,8 @@ case ${1:-} in
   summary) summary ;;
   crash) [ -n "${2:-}" ] || die "crash NODE"; "${VIRSH[@]}" destroy "$(domain_of "$2")" >/dev/null; log "$2 powered off" ;;
   start) [ -n "${2:-}" ] || die "start NODE"; "${VIRSH[@]}" start "$(domain_of "$2")" >/dev/null; log "$2 powered on" ;;
+  reset) [ -n "${2:-}" ] || die "reset NODE"; "${VIRSH[@]}" reset "$(domain_of "$2")" >/dev/null; log "$2 reset" ;;
+  consoles) cmd_consoles "${2:-40}" >&3 ;;
   heartbeat) [ $# -eq 3 ] || die "heartbeat NODE cut|heal"; cmd_heartbeat "$2" "$3" ;;
-  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
 esac

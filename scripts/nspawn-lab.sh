@@ -319,7 +319,7 @@ start_node() { # node
   printf '%q ' systemd-nspawn "${args[@]}" >"$LAB/$n.cmd"
   echo >>"$LAB/$n.cmd"
   # The lock (fd 8) must not be inherited: the container would hold it for its lifetime.
-  setsid systemd-nspawn "${args[@]}" </dev/null >"$LAB/$n.log" 2>&1 8>&- &
+  setsid systemd-nspawn "${args[@]}" </dev/null >"$LAB/$n.log" 2>&1 3>&- 8>&- &
   echo $! >"$LAB/$n.pid"
 }
 
@@ -398,7 +398,7 @@ summary() { # writes lab.json and prints it
     printf '\n  ]\n}\n'
   } >"$SUMMARY.tmp"
   mv "$SUMMARY.tmp" "$SUMMARY"
-  cat "$SUMMARY"
+  cat "$SUMMARY" >&3
 }
 
 healthy() {
@@ -429,7 +429,7 @@ do_up() {
   used=$(ip -o -4 addr show | awk -v net="$NET." -v br="$BRIDGE" \
     'index($4, net) == 1 && $2 != br { print $2 " " $4 }')
   [ -z "$used" ] || die "$NET.0/24 is already in use here ($used): pick another HAKEEP_LAB_NET"
-  rootfs=$("$SCRIPT_DIR/nspawn-rootfs.sh" 8>&-)
+  rootfs=$("$SCRIPT_DIR/nspawn-rootfs.sh" 3>&- 8>&-)
   [ -f "$rootfs/.hakeep-rootfs" ] || die "no image at $rootfs"
 
   mkdir -p "$LAB" "$SSH_DIR"
@@ -518,6 +518,10 @@ do_start() { # node
   wait_nodes "$n"
   summary
 }
+
+# Stdout (fd 3 from here on) carries only the JSON summary; every other line this script
+# or the commands it runs print goes to stderr.
+exec 3>&1 1>&2
 
 mkdir -p /run/lock
 exec 8>"/run/lock/hakeep-lab-$PREFIX.lock"

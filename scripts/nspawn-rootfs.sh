@@ -7,7 +7,8 @@
 #
 # The containers have no network at converge time, so everything the roles install must
 # already be in the image. The image lives outside the repo, under
-# ${HAKEEP_ROOTFS_CACHE:-/var/cache/hakeep/rootfs}/bookworm-<hash>/, where the hash covers
+# ${HAKEEP_ROOTFS_CACHE:-$HAKEEP_CACHE/rootfs}/bookworm-<hash>/ (HAKEEP_CACHE defaults to
+# /var/cache/hakeep), where the hash covers
 # the package list and the recipe version below: change either and a new image is built;
 # otherwise the cached one is reused. A build runs in a temporary directory next to the
 # final one and is renamed into place only when complete, so a killed build never leaves
@@ -31,18 +32,23 @@ PACKAGES=(
 DISABLED_UNITS=(keepalived.service mariadb.service mariadb.socket nginx.service
   apt-daily.timer apt-daily-upgrade.timer)
 
-CACHE=${HAKEEP_ROOTFS_CACHE:-/var/cache/hakeep/rootfs}
+CACHE=${HAKEEP_ROOTFS_CACHE:-${HAKEEP_CACHE:-/var/cache/hakeep}/rootfs}
 LOCK_TIMEOUT=${HAKEEP_ROOTFS_LOCK_TIMEOUT:-1800}
 
 log() { printf 'nspawn-rootfs: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# Stdout carries only the image's path (fd 3): everything else this script or the commands
+# it runs print goes to stderr, so a chatty command can never corrupt the answer.
+exec 3>&1 1>&2
+result() { echo "$1" >&3; }
 
 hash=$(printf '%s\n' "suite=$SUITE" "variant=minbase" "recipe=$RECIPE" "${PACKAGES[@]}" \
   | LC_ALL=C sort | sha256sum | cut -c1-12)
 final="$CACHE/$SUITE-$hash"
 
 if [ "${1:-}" = "--path" ]; then
-  echo "$final"
+  result "$final"
   exit 0
 fi
 [ "$(id -u)" -eq 0 ] || die "must run as root"
@@ -70,7 +76,7 @@ flock -w "$LOCK_TIMEOUT" 9 || die "another build holds $CACHE/.lock for more tha
 
 if [ -f "$final/.hakeep-rootfs" ]; then
   log "cached: $final"
-  echo "$final"
+  result "$final"
   exit 0
 fi
 
@@ -174,4 +180,4 @@ for old in "$CACHE/$SUITE"-*; do
   fi
 done
 log "built $final in $(($(date +%s) - start)) s"
-echo "$final"
+result "$final"

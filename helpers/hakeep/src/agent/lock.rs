@@ -32,6 +32,27 @@ impl GroupLock {
     }
 }
 
+/// The one-agent-per-node lock, held for the agent's lifetime.
+pub struct AgentLock {
+    _file: File,
+}
+
+impl AgentLock {
+    /// Takes the lock or explains who holds it; never waits.
+    pub fn acquire(path: &Path) -> anyhow::Result<AgentLock> {
+        let file = open_lock_file(path)?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(AgentLock { _file: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) => anyhow::bail!(
+                "another hakeep agent runs on this node (it holds {}); a second one would \
+                 split keepalived's events with it. Stop it first (systemctl stop hakeep-agent)",
+                path.display()
+            ),
+            Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
+        }
+    }
+}
+
 fn open_lock_file(path: &Path) -> anyhow::Result<File> {
     OpenOptions::new()
         .create(true)

@@ -5,9 +5,8 @@ use std::sync::mpsc::Sender;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::control::{ControlReply, ControlRequest};
-
-use crate::keepalived::notify::VrrpState;
+use crate::runtime::control::{ControlReply, ControlRequest};
+use crate::runtime::VrrpState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
@@ -58,6 +57,17 @@ impl Mailbox {
         self.changed.notify_all();
     }
 
+    /// Wakes the worker because something it watches changed (a unit, a mount, an
+    /// address); what keepalived said stays as it was.
+    pub fn nudge(&self, trigger: &str) {
+        let Ok(mut input) = self.input.lock() else {
+            return;
+        };
+        input.trigger = trigger.to_string();
+        input.seq += 1;
+        self.changed.notify_all();
+    }
+
     /// Queues an operator request and wakes the worker.
     pub fn request(&self, request: Request) {
         if let Ok(mut queue) = self.requests.lock() {
@@ -74,6 +84,14 @@ impl Mailbox {
             .lock()
             .map(|mut q| std::mem::take(&mut *q))
             .unwrap_or_default()
+    }
+
+    /// The latest input, without waiting.
+    pub fn latest(&self) -> Input {
+        match self.input.lock() {
+            Ok(input) => input.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Waits up to `timeout` for an input newer than `seen`; returns the latest either way.

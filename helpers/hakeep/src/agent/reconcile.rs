@@ -3,9 +3,8 @@
 
 use std::time::{Instant, SystemTime};
 
-use crate::drivers::{Context, Observed, Resource};
-
-use super::records::{timestamp, Step};
+use crate::drivers::{Context, Kind, Observed, Resource};
+use crate::runtime::state::{timestamp, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Desired {
@@ -39,11 +38,75 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    pub fn text(&self) -> String {
+        match self {
+            Outcome::AlreadyThere => "unchanged".into(),
+            Outcome::Done => "ok".into(),
+            Outcome::TakeFailed { resource, error } => {
+                format!("take failed at {resource}: {error}")
+            }
+            Outcome::ReleaseFailed { resource, error } => {
+                format!("release failed at {resource}: {error}")
+            }
+        }
+    }
+}
+
+/// The names steps are recorded under.
+#[derive(Clone, Copy)]
+struct Actions {
+    take: &'static str,
+    release: &'static str,
+}
+
+const CONVERGE: Actions = Actions {
+    take: "take",
+    release: "release",
+};
+
 /// Brings `resources` (in take order) to `desired`, reporting each step as it ends.
 pub fn converge(
     ctx: &Context,
     resources: &[Box<dyn Resource>],
     desired: Desired,
+    on_step: &mut dyn FnMut(&Step),
+) -> (Outcome, Vec<Step>) {
+    let all: Vec<&dyn Resource> = resources.iter().map(|r| r.as_ref()).collect();
+    converge_as(ctx, &all, desired, CONVERGE, on_step)
+}
+
+/// Restarts a group's services in the safe order: every service stopped in reverse, then
+/// started in order (mounts and volumes stay). A failed stop stops the restart there; a
+/// failed start rolls back the services this restart started.
+pub fn restart_services(
+    ctx: &Context,
+    resources: &[Box<dyn Resource>],
+    on_step: &mut dyn FnMut(&Step),
+) -> (Outcome, Vec<Step>) {
+    let services: Vec<&dyn Resource> = resources
+        .iter()
+        .filter(|r| r.kind() == Kind::Service)
+        .map(|r| r.as_ref())
+        .collect();
+    let actions = Actions {
+        take: "restart-start",
+        release: "restart-stop",
+    };
+    let (outcome, mut steps) = converge_as(ctx, &services, Desired::Standby, actions, on_step);
+    if matches!(outcome, Outcome::ReleaseFailed { .. }) {
+        return (outcome, steps);
+    }
+    let (outcome, started) = converge_as(ctx, &services, Desired::Active, actions, on_step);
+    steps.extend(started);
+    (outcome, steps)
+}
+
+fn converge_as(
+    ctx: &Context,
+    resources: &[&dyn Resource],
+    desired: Desired,
+    actions: Actions,
     on_step: &mut dyn FnMut(&Step),
 ) -> (Outcome, Vec<Step>) {
     let mut steps = Vec::new();
@@ -60,7 +123,7 @@ pub fn converge(
                 ) {
                     continue;
                 }
-                let step = timed("take", resource.as_ref(), || resource.take(ctx));
+                let step = timed(actions.take, *resource, || resource.take(ctx));
                 let failed = step.error.clone();
                 record(step, &mut steps);
                 if let Some(error) = failed {
@@ -83,7 +146,7 @@ pub fn converge(
                             Err(e) => e.to_string(),
                             _ => "not active right after its take".to_string(),
                         };
-                        let step = failed_step("verify", resource.as_ref(), &error);
+                        let step = failed_step("verify", *resource, &error);
                         record(step, &mut steps);
                         rollback(ctx, resources, &mut |s| record(s, &mut steps));
                         return (
@@ -105,7 +168,7 @@ pub fn converge(
                 ) {
                     continue;
                 }
-                let step = timed("release", resource.as_ref(), || resource.release(ctx));
+                let step = timed(actions.release, *resource, || resource.release(ctx));
                 let failed = step.error.clone();
                 record(step, &mut steps);
                 if let Some(error) = failed {
@@ -129,7 +192,7 @@ pub fn converge(
 }
 
 /// Releases `resources` in reverse, every one, whatever fails: the take is abandoned.
-fn rollback(ctx: &Context, resources: &[Box<dyn Resource>], record: &mut dyn FnMut(Step)) {
+fn rollback(ctx: &Context, resources: &[&dyn Resource], record: &mut dyn FnMut(Step)) {
     for resource in resources.iter().rev() {
         if matches!(
             resource.observe(ctx),
@@ -137,9 +200,7 @@ fn rollback(ctx: &Context, resources: &[Box<dyn Resource>], record: &mut dyn FnM
         ) {
             continue;
         }
-        record(timed("rollback", resource.as_ref(), || {
-            resource.release(ctx)
-        }));
+        record(timed("rollback", *resource, || resource.release(ctx)));
     }
 }
 
@@ -207,6 +268,13 @@ mod tests {
         fn id(&self) -> String {
             self.id.to_string()
         }
+        fn kind(&self) -> Kind {
+            match self.id {
+                "volume" => Kind::Volume,
+                "mount" => Kind::Filesystem,
+                _ => Kind::Service,
+            }
+        }
         fn observe(&self, _: &Context) -> Result<Observed, DriverError> {
             Ok(if *self.active.lock().unwrap() {
                 Observed::Active
@@ -241,13 +309,12 @@ mod tests {
     fn run(resources: &[Box<dyn Resource>], desired: Desired) -> (Outcome, Vec<Step>) {
         let runner = RecordingRunner::new();
         let timeouts = Timeouts::default();
-        let ctx = Context {
-            runner: &runner,
-            cluster: "lab",
-            node: "n1",
-            timeouts: &timeouts,
-        };
-        converge(&ctx, resources, desired, &mut |_| {})
+        converge(
+            &Context::plain(&runner, &timeouts),
+            resources,
+            desired,
+            &mut |_| {},
+        )
     }
 
     fn three(journal: &Arc<Mutex<Vec<String>>>) -> Vec<Fake> {
@@ -366,5 +433,52 @@ mod tests {
             *journal.lock().unwrap(),
             ["release service", "release mount"]
         );
+    }
+
+    #[test]
+    fn a_restart_stops_services_in_reverse_then_starts_them_leaving_storage_alone() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let mut fakes = three(&journal);
+        fakes.push(Fake::new("service2", &journal));
+        for f in &fakes {
+            *f.active.lock().unwrap() = true;
+        }
+        let resources = boxed(fakes);
+        let runner = RecordingRunner::new();
+        let timeouts = Timeouts::default();
+        let (outcome, steps) =
+            restart_services(&Context::plain(&runner, &timeouts), &resources, &mut |_| {});
+        assert_eq!(outcome, Outcome::Done);
+        assert_eq!(
+            *journal.lock().unwrap(),
+            [
+                "release service2",
+                "release service",
+                "take service",
+                "take service2"
+            ]
+        );
+        let actions: Vec<&str> = steps.iter().map(|s| s.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["restart-stop", "restart-stop", "restart-start", "restart-start"]
+        );
+    }
+
+    #[test]
+    fn a_restart_whose_stop_fails_starts_nothing() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let mut fakes = three(&journal);
+        fakes[2].fail_release = true;
+        for f in &fakes {
+            *f.active.lock().unwrap() = true;
+        }
+        let resources = boxed(fakes);
+        let runner = RecordingRunner::new();
+        let timeouts = Timeouts::default();
+        let (outcome, _) =
+            restart_services(&Context::plain(&runner, &timeouts), &resources, &mut |_| {});
+        assert!(matches!(outcome, Outcome::ReleaseFailed { .. }));
+        assert_eq!(*journal.lock().unwrap(), ["release service"]);
     }
 }

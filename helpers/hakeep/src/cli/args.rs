@@ -84,6 +84,13 @@ pub enum Command {
         /// Do not ask other nodes to release (used by switchover).
         #[arg(long)]
         no_remote: bool,
+        /// Only get ready: end this node's hold and wait until keepalived here reports
+        /// BACKUP for the group (switchover's first step); nothing moves.
+        #[arg(long)]
+        prepare: bool,
+        /// Also end a fence hold (another node took the storage from this one).
+        #[arg(long)]
+        force: bool,
         /// Seconds to wait until the group is active here.
         #[arg(long, default_value_t = 120)]
         wait: u64,
@@ -101,6 +108,9 @@ pub enum Command {
         /// Seconds to wait for the group to be healthy on the target.
         #[arg(long, default_value_t = 120)]
         wait: u64,
+        /// Move it even to a node that was fenced from it.
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
         #[arg(long, env = "HAKEEP_NODE")]

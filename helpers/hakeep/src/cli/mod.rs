@@ -62,7 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             };
             let node = node.unwrap_or_else(short_hostname);
-            crate::agent::run(&cluster, &node, crate::agent::Paths::default())?;
+            crate::agent::run(&cluster, &node, crate::runtime::Paths::default())?;
             Ok(exit::OK)
         }
         Command::Status {
@@ -80,17 +80,31 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Takeover {
             group,
             no_remote,
+            prepare,
+            force,
             wait,
             json,
             node,
-        } => ops_cmds::takeover(&cli.config, node, &group, no_remote, wait, json),
+        } => ops_cmds::takeover(
+            &cli.config,
+            node,
+            &group,
+            ops_cmds::TakeoverMode {
+                no_remote,
+                prepare,
+                force,
+            },
+            wait,
+            json,
+        ),
         Command::Switchover {
             group,
             to,
             wait,
+            force,
             json,
             node,
-        } => ops_cmds::switchover(&cli.config, node, &group, &to, wait, json),
+        } => ops_cmds::switchover(&cli.config, node, &group, &to, wait, force, json),
         Command::Maintenance { mode, group } => {
             ops_cmds::maintenance(&cli.config, &mode, group.as_deref())
         }

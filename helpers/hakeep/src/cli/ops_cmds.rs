@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::{exit, short_hostname};
-use crate::agent::control::ControlReply;
-use crate::agent::Paths;
+use crate::runtime::control::ControlReply;
+use crate::runtime::Paths;
 use crate::config::{self, Cluster};
 use crate::exec::SystemRunner;
 use crate::ops::status::{self, Verdict};
@@ -97,11 +97,21 @@ pub fn release(
     Ok(worst)
 }
 
+/// How `hakeep takeover` goes about it.
+pub struct TakeoverMode {
+    /// Do not ask other nodes to release.
+    pub no_remote: bool,
+    /// Only get ready (end the hold, wait for BACKUP).
+    pub prepare: bool,
+    /// End a fence hold too.
+    pub force: bool,
+}
+
 pub fn takeover(
     config: &Path,
     node: Option<String>,
     group: &str,
-    no_remote: bool,
+    mode: TakeoverMode,
     wait: u64,
     json: bool,
 ) -> anyhow::Result<i32> {
@@ -115,7 +125,13 @@ pub fn takeover(
         paths: &paths,
     };
     let wait = Duration::from_secs(wait);
-    if !no_remote {
+    // Ready first (hold ended, keepalived BACKUP here), so the holder's step-down moves
+    // the group here at once.
+    let ready = moves::prepare_local(&paths, group, mode.force)?;
+    if mode.prepare || !ready.ok {
+        return report(&ready, json);
+    }
+    if !mode.no_remote {
         let (active_on, unknown) = moves::holders(&site, group);
         for holder in active_on.iter().filter(|h| **h != me) {
             if !json {
@@ -139,7 +155,7 @@ pub fn takeover(
             eprintln!("hakeep: warning: {node} cannot be asked; storage fencing protects the data if it still holds {group}");
         }
     }
-    let reply = moves::takeover_local(&site, group, wait)?;
+    let reply = moves::takeover_local(&site, group, wait, mode.force)?;
     report(&reply, json)
 }
 
@@ -158,6 +174,7 @@ pub fn switchover(
     group: &str,
     to: &str,
     wait: u64,
+    force: bool,
     json: bool,
 ) -> anyhow::Result<i32> {
     let cluster = load(config)?;
@@ -165,7 +182,7 @@ pub fn switchover(
     let bar = if json {
         indicatif::ProgressBar::hidden()
     } else {
-        let bar = indicatif::ProgressBar::new(4);
+        let bar = indicatif::ProgressBar::new(5);
         if let Ok(style) =
             indicatif::ProgressStyle::with_template("[{pos}/{len}] {elapsed:>4} {msg}")
         {
@@ -185,6 +202,7 @@ pub fn switchover(
         group,
         to,
         Duration::from_secs(wait),
+        force,
         &Bar(bar.clone()),
     )?;
     bar.finish_and_clear();
@@ -239,15 +257,41 @@ pub fn check(
     let me = node.unwrap_or_else(short_hostname);
     let s = status::local(&Paths::default(), &cluster.name, &me);
     let mut results = Vec::new();
-    for g in cluster
+    let chosen: Vec<_> = cluster
         .groups_of(&me)
         .filter(|g| group.is_none_or(|want| want == g.name))
-    {
+        .collect();
+    let units: Vec<String> = chosen
+        .iter()
+        .flat_map(|g| &g.services)
+        .filter_map(|s| match s {
+            crate::config::Service::Unit(u) => Some(u.clone()),
+            _ => None,
+        })
+        .collect();
+    // Units are read from systemd over D-Bus, as the agent does.
+    let systemd = if units.is_empty() {
+        None
+    } else {
+        match crate::observe::systemd::Systemd::connect(&units, |_| {}) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("hakeep: cannot reach systemd to read the units' states: {e}");
+                None
+            }
+        }
+    };
+    let no_systemd = crate::drivers::NoSystemd("systemd could not be reached");
+    let unit_view: &dyn crate::drivers::Units = match &systemd {
+        Some(s) => s.as_ref(),
+        None => &no_systemd,
+    };
+    for g in chosen {
         let active = s
             .groups
             .iter()
             .any(|st| st.name == g.name && st.state.desired == "active");
-        results.extend(checks::group(&SystemRunner, &cluster, &me, g, active));
+        results.extend(checks::group(&SystemRunner, unit_view, &cluster, &me, g, active));
     }
     if let Some(want) = group {
         if cluster.group(want).is_none() {

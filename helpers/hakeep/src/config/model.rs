@@ -191,8 +191,14 @@ pub struct FloatingIp {
 pub enum Service {
     /// A systemd unit, canonical name with its suffix (`.service` added when missing).
     Unit(String),
-    /// A resource script called as `PATH start|stop|status`.
-    Script { path: PathBuf, timeout_secs: u32 },
+    /// A resource script called as `PATH start|stop|status`; `status` runs every
+    /// `interval_secs` while the group is active here (scripts are polled: that is
+    /// their contract, units are watched by systemd's signals).
+    Script {
+        path: PathBuf,
+        timeout_secs: u32,
+        interval_secs: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

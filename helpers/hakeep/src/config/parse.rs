@@ -465,7 +465,7 @@ fn service(r: &mut Reader, node: &Node, path: &FieldPath) -> Option<Service> {
         return checked_string(r, node, path, syntax::unit_name).map(Service::Unit);
     }
     let map = r.mapping(node, path)?;
-    r.reject_unknown_keys(map, path, &["script", "timeout"]);
+    r.reject_unknown_keys(map, path, &["script", "timeout", "interval"]);
     let script = r
         .required(map, path, "script")
         .and_then(|n| checked_string(r, n, &path.key("script"), syntax::absolute_path));
@@ -475,11 +475,21 @@ fn service(r: &mut Reader, node: &Node, path: &FieldPath) -> Option<Service> {
             .map(|v| v as u32)?,
         None => DEFAULT_SCRIPT_TIMEOUT_SECS,
     };
+    let interval_secs = match map.get_node("interval") {
+        Some(n) => r
+            .integer(n, &path.key("interval"), 1, 3600)
+            .map(|v| v as u32)?,
+        None => DEFAULT_SCRIPT_INTERVAL_SECS,
+    };
     Some(Service::Script {
         path: script?,
         timeout_secs,
+        interval_secs,
     })
 }
+
+/// A resource script's `status` runs this often while its group is active here.
+const DEFAULT_SCRIPT_INTERVAL_SECS: u32 = 10;
 
 const CHECK_KINDS: &[&str] = &["ping", "tcp", "mount", "ip", "command"];
 const CHECK_TUNING: &[&str] = &["interval", "timeout", "fall", "rise"];

@@ -5,12 +5,13 @@
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::process::{kill_process, Pid, Signal};
 
 use super::procfs::{self, MountEntry};
-use super::{wait_until, Context, DriverError, Observed, Resource};
+use super::{wait_until, Context, DriverError, Kind, Observed, Resource};
 use crate::config::Filesystem;
 use crate::exec::Cmd;
 
@@ -21,21 +22,24 @@ const UMOUNT_RETRIES: usize = 3;
 
 pub struct Mount {
     fs: Filesystem,
-    proc: PathBuf,
+    /// Another proc directory to read mounts and processes from (tests); else the
+    /// context's mount table and /proc.
+    proc: Option<PathBuf>,
 }
 
 impl Mount {
     pub fn new(fs: Filesystem) -> Self {
-        Mount {
-            fs,
-            proc: PathBuf::from("/proc"),
-        }
+        Mount { fs, proc: None }
     }
 
     /// Reads mounts and processes from another proc directory (tests).
     pub fn with_proc(mut self, proc: impl Into<PathBuf>) -> Self {
-        self.proc = proc.into();
+        self.proc = Some(proc.into());
         self
+    }
+
+    fn proc(&self) -> &Path {
+        self.proc.as_deref().unwrap_or(Path::new("/proc"))
     }
 
     fn mountpoint(&self) -> &Path {
@@ -82,13 +86,15 @@ impl Mount {
         }
     }
 
-    fn mounts(&self) -> Result<Vec<MountEntry>, DriverError> {
-        procfs::read_mountinfo(&self.proc).map_err(|e| {
-            DriverError::Failed(format!(
-                "reading {}: {e}",
-                self.proc.join("self/mountinfo").display()
-            ))
-        })
+    /// The mount table: the context's (kept current by the kernel's wakeups), or with
+    /// `fresh`, read now (after our own mount or unmount).
+    fn mounts(&self, ctx: &Context, fresh: bool) -> Result<Arc<Vec<MountEntry>>, DriverError> {
+        let read = match &self.proc {
+            Some(proc) => procfs::read_mountinfo(proc).map(Arc::new),
+            None if fresh => ctx.mounts.refresh(),
+            None => ctx.mounts.entries(),
+        };
+        read.map_err(|e| DriverError::Failed(format!("reading the mount table: {e}")))
     }
 
     /// Whether `entry` (mounted at our mountpoint) is what we would have mounted.
@@ -109,7 +115,7 @@ impl Mount {
     /// Holders of the mountpoint we may signal: never ourselves, never init.
     fn holders(&self) -> Vec<u32> {
         let own = std::process::id();
-        procfs::holders(&self.proc, self.mountpoint())
+        procfs::holders(self.proc(), self.mountpoint())
             .into_iter()
             .filter(|pid| *pid != own && *pid != 1)
             .collect()
@@ -176,8 +182,12 @@ impl Resource for Mount {
         format!("mount:{}", self.mountpoint().display())
     }
 
-    fn observe(&self, _ctx: &Context) -> Result<Observed, DriverError> {
-        let entries = self.mounts()?;
+    fn kind(&self) -> Kind {
+        Kind::Filesystem
+    }
+
+    fn observe(&self, ctx: &Context) -> Result<Observed, DriverError> {
+        let entries = self.mounts(ctx, false)?;
         Ok(match procfs::mount_at(&entries, self.mountpoint()) {
             Some(_) => Observed::Active,
             None => Observed::Inactive,
@@ -186,7 +196,7 @@ impl Resource for Mount {
 
     fn take(&self, ctx: &Context) -> Result<(), DriverError> {
         let mp = self.mountpoint();
-        let entries = self.mounts()?;
+        let entries = self.mounts(ctx, true)?;
         if let Some(entry) = procfs::mount_at(&entries, mp) {
             if self.is_ours(&entries, entry) {
                 return Ok(());
@@ -202,23 +212,29 @@ impl Resource for Mount {
         fs::create_dir_all(mp).map_err(|e| {
             DriverError::Failed(format!("{}: creating the mountpoint: {e}", self.doing()))
         })?;
-        ctx.runner
+        let mounted = ctx
+            .runner
             .run_ok(&Cmd::new(self.mount_argv(), ctx.timeouts.command))
-            .map_err(|e| DriverError::from(e).context(self.doing()))?;
-        Ok(())
+            .map_err(|e| DriverError::from(e).context(self.doing()));
+        // Whatever happened, the table the next observe reads must show it.
+        let _ = self.mounts(ctx, true);
+        mounted.map(|_| ())
     }
 
     fn release(&self, ctx: &Context) -> Result<(), DriverError> {
         let mp = self.mountpoint();
         let doing = format!("unmounting {}", mp.display());
-        if procfs::mount_at(&self.mounts()?, mp).is_none() {
+        if procfs::mount_at(&self.mounts(ctx, true)?, mp).is_none() {
             return Ok(());
         }
         let first = match self.umount(ctx) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                let _ = self.mounts(ctx, true);
+                return Ok(());
+            }
             Err(e) => e,
         };
-        let entries = self.mounts()?;
+        let entries = self.mounts(ctx, true)?;
         if procfs::mount_at(&entries, mp).is_none() {
             return Ok(());
         }
@@ -234,15 +250,18 @@ impl Resource for Mount {
                 std::thread::sleep(POLL);
             }
             match self.umount(ctx) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    let _ = self.mounts(ctx, true);
+                    return Ok(());
+                }
                 Err(e) => last = e,
             }
-            if procfs::mount_at(&self.mounts()?, mp).is_none() {
+            if procfs::mount_at(&self.mounts(ctx, true)?, mp).is_none() {
                 return Ok(());
             }
         }
         let left = self.holders();
-        let mut what = with_submounts(&doing, &self.mounts().unwrap_or_default(), mp);
+        let mut what = with_submounts(&doing, &self.mounts(ctx, true).unwrap_or_default(), mp);
         what.push_str(&format!(" (signalled pids {holders:?}"));
         if !left.is_empty() {
             what.push_str(&format!(", still holding: {left:?}"));
@@ -272,7 +291,6 @@ mod tests {
     use std::os::unix::fs::symlink;
     use std::os::unix::process::ExitStatusExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
 
     fn device(mp: &Path) -> Filesystem {
         Filesystem::Device {
@@ -292,12 +310,7 @@ mod tests {
     }
 
     fn ctx<'a>(runner: &'a RecordingRunner, timeouts: &'a Timeouts) -> Context<'a> {
-        Context {
-            runner,
-            cluster: "lab",
-            node: "nfs1",
-            timeouts,
-        }
+        Context::plain(runner, timeouts)
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::config::{Cluster, Group};
 use crate::exec::{ExecError, Runner};
+use crate::observe::mounts::{MountSource, ProcMounts};
 
 pub mod filesystem;
 pub mod procfs;
@@ -45,12 +46,67 @@ impl Default for Timeouts {
     }
 }
 
+/// systemd units as the service driver needs them: the agent's D-Bus connection
+/// (observe::systemd), or a fake in tests.
+pub trait Units: Send + Sync {
+    fn is_active(&self, unit: &str) -> Result<bool, DriverError>;
+    /// Starts the unit and waits for its job to finish (done, or the error).
+    fn start(&self, unit: &str, timeout: Duration) -> Result<(), DriverError>;
+    /// Stops the unit and waits for its job; a unit that is not loaded is stopped.
+    fn stop(&self, unit: &str, timeout: Duration) -> Result<(), DriverError>;
+}
+
+/// Where systemd cannot be reached: every unit operation fails, saying why.
+pub struct NoSystemd(pub &'static str);
+
+impl Units for NoSystemd {
+    fn is_active(&self, unit: &str) -> Result<bool, DriverError> {
+        Err(DriverError::Failed(format!("{unit}: {}", self.0)))
+    }
+    fn start(&self, unit: &str, _: Duration) -> Result<(), DriverError> {
+        self.is_active(unit).map(|_| ())
+    }
+    fn stop(&self, unit: &str, _: Duration) -> Result<(), DriverError> {
+        self.is_active(unit).map(|_| ())
+    }
+}
+
+/// The host's own mount table, read on every call.
+pub static HOST_MOUNTS: ProcMounts = ProcMounts::host();
+
 /// What drivers need besides their own config.
 pub struct Context<'a> {
     pub runner: &'a dyn Runner,
+    pub units: &'a dyn Units,
+    pub mounts: &'a dyn MountSource,
     pub cluster: &'a str,
     pub node: &'a str,
     pub timeouts: &'a Timeouts,
+}
+
+impl<'a> Context<'a> {
+    /// A context without systemd, reading the host's mount table: for one-shot commands
+    /// and tests of drivers that need neither.
+    pub fn plain(runner: &'a dyn Runner, timeouts: &'a Timeouts) -> Self {
+        static NONE: NoSystemd = NoSystemd("systemd is not connected here");
+        Context {
+            runner,
+            units: &NONE,
+            mounts: &HOST_MOUNTS,
+            cluster: "lab",
+            node: "n1",
+            timeouts,
+        }
+    }
+}
+
+/// What part of a group a resource is: the safe order takes volumes, then filesystems,
+/// then services, and releases in reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Volume,
+    Filesystem,
+    Service,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +144,7 @@ pub fn wait_until(limit: Duration, step: Duration, mut done: impl FnMut() -> boo
 pub trait Resource: Send + Sync {
     /// Stable id for logs and status, e.g. `mount:/srv/nfs`, `service:nginx.service`.
     fn id(&self) -> String;
+    fn kind(&self) -> Kind;
     fn observe(&self, ctx: &Context) -> Result<Observed, DriverError>;
     /// Makes the resource active; does nothing when it already is.
     fn take(&self, ctx: &Context) -> Result<(), DriverError>;

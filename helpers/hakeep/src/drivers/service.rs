@@ -1,8 +1,10 @@
 //! Services: systemd units and resource scripts.
 //!
-//! A systemd unit is started and stopped with `systemctl start|stop`, which waits for
-//! the job to finish; `systemctl is-active --quiet` exit 0 means active. (Not
-//! `systemctl kill`: it fails in nspawn containers without a host systemd.)
+//! A systemd unit is started and stopped through systemd's D-Bus API (`ctx.units`: the
+//! agent's connection, observe::systemd), waiting for the job to finish as Pacemaker
+//! does; whether it is active comes from the unit state systemd signals, so watching a
+//! unit costs no process. (Never `systemctl kill`: it fails in nspawn containers without
+//! a host systemd.)
 //!
 //! A resource script is called as `PATH start`, `PATH stop` or `PATH status`, with no
 //! other arguments and no shell, each call bounded by the script's `timeout_secs`
@@ -21,19 +23,21 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Context, DriverError, Observed, Resource};
+use super::{Context, DriverError, Kind, Observed, Resource};
 use crate::config::Service;
 use crate::exec::Cmd;
 
-/// `systemctl stop` of a unit that isn't loaded (LSB "not installed"): nothing runs.
-const SYSTEMCTL_NOT_LOADED: i32 = 5;
 /// LSB `status`: program is not running.
 const SCRIPT_STOPPED: i32 = 3;
 
 pub fn for_config(service: &Service) -> Box<dyn Resource> {
     match service {
         Service::Unit(name) => Box::new(SystemdUnit { name: name.clone() }),
-        Service::Script { path, timeout_secs } => Box::new(ResourceScript {
+        Service::Script {
+            path,
+            timeout_secs,
+            ..
+        } => Box::new(ResourceScript {
             path: path.clone(),
             timeout: Duration::from_secs(u64::from(*timeout_secs)),
         }),
@@ -44,24 +48,17 @@ pub struct SystemdUnit {
     pub name: String,
 }
 
-impl SystemdUnit {
-    fn systemctl(&self, verb: &str, timeout: Duration) -> Cmd {
-        Cmd::new(["systemctl", verb, self.name.as_str()], timeout)
-    }
-}
-
 impl Resource for SystemdUnit {
     fn id(&self) -> String {
         format!("service:{}", self.name)
     }
 
+    fn kind(&self) -> Kind {
+        Kind::Service
+    }
+
     fn observe(&self, ctx: &Context) -> Result<Observed, DriverError> {
-        let cmd = Cmd::new(
-            ["systemctl", "is-active", "--quiet", self.name.as_str()],
-            ctx.timeouts.command,
-        );
-        let out = ctx.runner.run(&cmd)?;
-        Ok(if out.success() {
+        Ok(if ctx.units.is_active(&self.name)? {
             Observed::Active
         } else {
             Observed::Inactive
@@ -69,27 +66,15 @@ impl Resource for SystemdUnit {
     }
 
     fn take(&self, ctx: &Context) -> Result<(), DriverError> {
-        ctx.runner
-            .run_ok(&self.systemctl("start", ctx.timeouts.service))
-            .map_err(|e| DriverError::from(e).context(format!("starting {}", self.name)))?;
-        Ok(())
+        ctx.units
+            .start(&self.name, ctx.timeouts.service)
+            .map_err(|e| e.context(format!("starting {}", self.name)))
     }
 
     fn release(&self, ctx: &Context) -> Result<(), DriverError> {
-        let out = ctx
-            .runner
-            .run(&self.systemctl("stop", ctx.timeouts.service))
-            .map_err(|e| DriverError::from(e).context(format!("stopping {}", self.name)))?;
-        if out.success() || out.code == Some(SYSTEMCTL_NOT_LOADED) {
-            return Ok(());
-        }
-        Err(DriverError::Failed(format!(
-            "stopping {}: systemctl exited {}: {}",
-            self.name,
-            out.code
-                .map_or("by a signal".to_string(), |c| c.to_string()),
-            message(&out.stderr, &out.stdout)
-        )))
+        ctx.units
+            .stop(&self.name, ctx.timeouts.service)
+            .map_err(|e| e.context(format!("stopping {}", self.name)))
     }
 }
 
@@ -117,6 +102,10 @@ impl ResourceScript {
 impl Resource for ResourceScript {
     fn id(&self) -> String {
         format!("script:{}", self.path.display())
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Service
     }
 
     fn observe(&self, ctx: &Context) -> Result<Observed, DriverError> {
@@ -163,17 +152,14 @@ fn message(stderr: &str, stdout: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
-    use crate::drivers::Timeouts;
+    use crate::drivers::{Timeouts, Units};
     use crate::exec::{Output, RecordingRunner};
 
     fn ctx<'a>(runner: &'a RecordingRunner, timeouts: &'a Timeouts) -> Context<'a> {
-        Context {
-            runner,
-            cluster: "lab",
-            node: "nfs1",
-            timeouts,
-        }
+        Context::plain(runner, timeouts)
     }
 
     fn exit(code: i32, stderr: &str) -> Output {
@@ -188,62 +174,77 @@ mod tests {
         for_config(&Service::Script {
             path: "/usr/local/lib/hakeep/app".into(),
             timeout_secs: 7,
+            interval_secs: 10,
         })
     }
 
+    /// systemd as a test sees it: units in memory, every call recorded.
+    #[derive(Default)]
+    struct FakeUnits {
+        active: Mutex<Vec<String>>,
+        calls: Mutex<Vec<String>>,
+        fail: Mutex<Option<String>>,
+    }
+
+    impl Units for FakeUnits {
+        fn is_active(&self, unit: &str) -> Result<bool, DriverError> {
+            self.calls.lock().unwrap().push(format!("is-active {unit}"));
+            Ok(self.active.lock().unwrap().iter().any(|u| u == unit))
+        }
+        fn start(&self, unit: &str, _: Duration) -> Result<(), DriverError> {
+            self.calls.lock().unwrap().push(format!("start {unit}"));
+            if let Some(e) = self.fail.lock().unwrap().clone() {
+                return Err(DriverError::Failed(e));
+            }
+            self.active.lock().unwrap().push(unit.into());
+            Ok(())
+        }
+        fn stop(&self, unit: &str, _: Duration) -> Result<(), DriverError> {
+            self.calls.lock().unwrap().push(format!("stop {unit}"));
+            self.active.lock().unwrap().retain(|u| u != unit);
+            Ok(())
+        }
+    }
+
     #[test]
-    fn unit_observe_start_and_stop() {
+    fn unit_observe_start_and_stop_go_through_systemd_not_programs() {
         let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
-        let c = ctx(&runner, &timeouts);
+        let units = FakeUnits::default();
+        let c = Context {
+            units: &units,
+            ..Context::plain(&runner, &timeouts)
+        };
         let unit = for_config(&Service::Unit("nginx.service".into()));
         assert_eq!(unit.id(), "service:nginx.service");
-        assert_eq!(unit.observe(&c).unwrap(), Observed::Active);
-        runner.respond(|c| {
-            c.argv
-                .contains(&"is-active".into())
-                .then(|| Ok(exit(3, "")))
-        });
+        assert_eq!(unit.kind(), Kind::Service);
         assert_eq!(unit.observe(&c).unwrap(), Observed::Inactive);
         unit.take(&c).unwrap();
+        assert_eq!(unit.observe(&c).unwrap(), Observed::Active);
         unit.release(&c).unwrap();
         assert_eq!(
-            runner.calls(),
-            vec![
-                "systemctl is-active --quiet nginx.service",
-                "systemctl is-active --quiet nginx.service",
-                "systemctl start nginx.service",
-                "systemctl stop nginx.service",
+            *units.calls.lock().unwrap(),
+            [
+                "is-active nginx.service",
+                "start nginx.service",
+                "is-active nginx.service",
+                "stop nginx.service"
             ]
         );
+        assert!(runner.calls().is_empty(), "no program was run");
     }
 
     #[test]
-    fn unit_start_failure_carries_stderr() {
+    fn unit_start_failure_says_what_was_being_done() {
         let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
-        let stderr =
-            "Job for nginx.service failed because the control process exited with error code.";
-        runner.respond(move |c| {
-            c.argv
-                .contains(&"start".into())
-                .then(|| Ok(exit(1, stderr)))
-        });
+        let units = FakeUnits::default();
+        *units.fail.lock().unwrap() = Some("job failed (result: exit-code)".into());
+        let c = Context {
+            units: &units,
+            ..Context::plain(&runner, &timeouts)
+        };
         let unit = for_config(&Service::Unit("nginx.service".into()));
-        let err = unit.take(&ctx(&runner, &timeouts)).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            format!("starting nginx.service: systemctl exited 1: {stderr}")
-        );
-    }
-
-    #[test]
-    fn unit_stop_of_unknown_unit_is_fine_other_failures_are_not() {
-        let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
-        let unit = for_config(&Service::Unit("gone.service".into()));
-        runner.respond(|_| Some(Ok(exit(5, "Unit gone.service not loaded."))));
-        unit.release(&ctx(&runner, &timeouts)).unwrap();
-        runner.respond(|_| Some(Ok(exit(1, "Job canceled."))));
-        let err = unit.release(&ctx(&runner, &timeouts)).unwrap_err();
-        assert!(err.to_string().contains("Job canceled."), "{err}");
+        let err = unit.take(&c).unwrap_err().to_string();
+        assert_eq!(err, "starting nginx.service: job failed (result: exit-code)");
     }
 
     #[test]

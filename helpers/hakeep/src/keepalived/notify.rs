@@ -1,33 +1,10 @@
 //! keepalived's notify FIFO lines: `INSTANCE "name" STATE priority` and
 //! `GROUP "name" STATE`. Anything else is rejected with a reason; nothing panics.
 
-use std::fmt;
+pub use crate::runtime::VrrpState;
 
 /// The longest line the agent accepts; longer input is garbage, not a state change.
 pub const MAX_LINE: usize = 512;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum VrrpState {
-    Master,
-    Backup,
-    Fault,
-    Stop,
-    /// Not reported yet (agent start without keepalived, or keepalived's INIT).
-    Unknown,
-}
-
-impl fmt::Display for VrrpState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            VrrpState::Master => "MASTER",
-            VrrpState::Backup => "BACKUP",
-            VrrpState::Fault => "FAULT",
-            VrrpState::Stop => "STOP",
-            VrrpState::Unknown => "UNKNOWN",
-        })
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {

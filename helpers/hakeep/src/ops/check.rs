@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::agent::monitor;
+use crate::checks;
 use crate::config::{Cluster, Group};
-use crate::drivers::{self, Context, Observed, Timeouts};
+use crate::drivers::{self, Context, Observed, Timeouts, Units, HOST_MOUNTS};
 use crate::exec::Runner;
 
 #[derive(Debug, Clone, Serialize)]
@@ -19,9 +19,11 @@ pub struct CheckResult {
     pub detail: String,
 }
 
-/// Runs the checks of `group` given whether it should be active on this node.
+/// Runs the checks of `group` given whether it should be active on this node; `units`
+/// answers for its systemd units.
 pub fn group(
     runner: &dyn Runner,
+    units: &dyn Units,
     cluster: &Cluster,
     node: &str,
     group: &Group,
@@ -30,6 +32,8 @@ pub fn group(
     let timeouts = Timeouts::default();
     let ctx = Context {
         runner,
+        units,
+        mounts: &HOST_MOUNTS,
         cluster: &cluster.name,
         node,
         timeouts: &timeouts,
@@ -59,10 +63,10 @@ pub fn group(
     if active {
         for check in &group.checks {
             let timeout = Duration::from_secs(u64::from(check.timeout_secs));
-            let outcome = monitor::probe(runner, &check.kind, timeout);
+            let outcome = checks::probe(runner, &check.kind, timeout, None);
             results.push(CheckResult {
                 group: group.name.clone(),
-                check: monitor::describe(&check.kind),
+                check: checks::describe(&check.kind),
                 ok: outcome.is_ok(),
                 detail: outcome.err().unwrap_or_else(|| "passed".into()),
             });

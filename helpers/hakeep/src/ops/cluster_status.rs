@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::Paths;
+use crate::runtime::Paths;
 use crate::config::Cluster;
 
 use super::remote;
@@ -219,7 +219,7 @@ pub fn render(status: &ClusterStatus, colour: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::records::GroupState;
+    use crate::runtime::state::GroupState;
     use crate::keepalived::notify::VrrpState;
 
     fn node(name: &str, active: &[&str], error: bool) -> NodeStatus {

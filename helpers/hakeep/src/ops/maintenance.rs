@@ -1,19 +1,13 @@
 //! Maintenance flags: while one is set the agent logs and records but does not act;
 //! keepalived is left alone. They live under /var/lib so they survive a reboot.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 
-use crate::agent::Paths;
-
-fn flag(paths: &Paths, group: Option<&str>) -> PathBuf {
-    paths.maintenance_dir.join(group.unwrap_or("ALL"))
-}
+use crate::runtime::Paths;
 
 /// Sets or clears the flag; returns whether anything changed.
 pub fn set(paths: &Paths, group: Option<&str>, on: bool) -> anyhow::Result<bool> {
-    let path = flag(paths, group);
+    let path = paths.maintenance_flag(group);
     if on {
         if path.exists() {
             return Ok(false);

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::control::{self, ControlReply, ControlRequest};
-use crate::agent::Paths;
+use crate::runtime::control::{self, ControlReply, ControlRequest};
+use crate::runtime::Paths;
 use crate::config::{CheckKind, Cluster};
 
 use super::cluster_status;
@@ -38,13 +38,31 @@ pub fn release_local(
     )
 }
 
+/// Ends this node's hold on `group` (a fence hold only with `force`) and waits until
+/// keepalived here reports BACKUP for it: ready to take over.
+pub fn prepare_local(paths: &Paths, group: &str, force: bool) -> anyhow::Result<ControlReply> {
+    control::send(
+        &paths.control_socket,
+        &ControlRequest::Prepare {
+            group: group.to_string(),
+            force,
+        },
+    )
+}
+
 /// Ends this node's hold on `group` and waits until it is active here.
-pub fn takeover_local(site: &Site, group: &str, wait: Duration) -> anyhow::Result<ControlReply> {
+pub fn takeover_local(
+    site: &Site,
+    group: &str,
+    wait: Duration,
+    force: bool,
+) -> anyhow::Result<ControlReply> {
     let (paths, cluster, me) = (site.paths, site.cluster, site.me);
     let reply = control::send(
         &paths.control_socket,
         &ControlRequest::Takeover {
             group: group.to_string(),
+            force,
         },
     )?;
     if !reply.ok {
@@ -127,11 +145,16 @@ pub trait Progress {
     fn step(&self, message: &str);
 }
 
+/// Moves `group` to `to`. The target gets ready first (its hold ended, keepalived there
+/// confirmed BACKUP), so what happened to it before (its own step-down a moment ago)
+/// does not delay the move; then the holder releases and steps down; then the target
+/// takes over and its service must answer.
 pub fn switchover(
     site: &Site,
     group: &str,
     to: &str,
     wait: Duration,
+    force: bool,
     progress: &dyn Progress,
 ) -> anyhow::Result<SwitchoverReport> {
     let (cluster, me, paths) = (site.cluster, site.me, site.paths);
@@ -180,6 +203,27 @@ pub fn switchover(
     }
     let wait_arg = format!("--wait={}", wait.as_secs());
     let timeout = wait + Duration::from_secs(30);
+    let force_arg = force.then_some("--force");
+    progress.step(&format!(
+        "getting {to} ready: its hold ended, keepalived there BACKUP for {group}"
+    ));
+    let ready = if to == me {
+        prepare_local(paths, group, force)?
+    } else {
+        let node_arg = format!("--node={to}");
+        let mut args = vec!["takeover", group, "--prepare", "--json", node_arg.as_str()];
+        args.extend(force_arg);
+        remote_control(site, to, &args, timeout)?
+    };
+    if !ready.ok {
+        return Ok(report(
+            from,
+            false,
+            format!("{to} is not ready to take {group} over: {}", ready.message),
+            None,
+            None,
+        ));
+    }
     let mut release_started_ms = None;
     let mut release_ms = None;
     if let Some(holder) = &from {
@@ -212,21 +256,19 @@ pub fn switchover(
         "taking {group} over on {to} and waiting until it is healthy"
     ));
     let reply = if to == me {
-        takeover_local(site, group, wait)?
+        takeover_local(site, group, wait, force)?
     } else {
-        remote_control(
-            site,
-            to,
-            &[
-                "takeover",
-                group,
-                "--json",
-                "--no-remote",
-                &wait_arg,
-                &format!("--node={to}"),
-            ],
-            timeout,
-        )?
+        let node_arg = format!("--node={to}");
+        let mut args = vec![
+            "takeover",
+            group,
+            "--json",
+            "--no-remote",
+            wait_arg.as_str(),
+            node_arg.as_str(),
+        ];
+        args.extend(force_arg);
+        remote_control(site, to, &args, timeout)?
     };
     if !reply.ok {
         return Ok(report(

@@ -5,12 +5,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::records::{AgentState, GroupState};
-use crate::agent::Paths;
+use crate::runtime::state::{self as agent_state, GroupState};
+use crate::runtime::Paths;
 use crate::keepalived::state as keepalived_state;
 
 /// Version of the JSON below; bumped only on incompatible changes.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = agent_state::SCHEMA;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeStatus {
@@ -76,10 +76,7 @@ pub fn local(paths: &Paths, cluster: &str, node: &str) -> NodeStatus {
         maintenance,
         groups: Vec::new(),
     };
-    let state: AgentState = match std::fs::read_to_string(&paths.state_json)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-    {
+    let state = match agent_state::read(&paths.state_json) {
         Ok(s) => s,
         Err(e) => {
             status.error = Some(format!(

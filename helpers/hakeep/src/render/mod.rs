@@ -5,7 +5,7 @@ mod view;
 use minijinja::Environment;
 
 use crate::config::Cluster;
-pub use view::{KeepalivedView, FIFO_PATH, TRACK_DIR};
+pub use view::KeepalivedView;
 
 const KEEPALIVED_TEMPLATE: &str = include_str!("templates/keepalived.conf.j2");
 

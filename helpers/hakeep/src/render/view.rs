@@ -3,11 +3,8 @@
 use serde::Serialize;
 
 use crate::config::{Cluster, FloatingIp, Group, Node, Preempt};
+use crate::runtime::paths::{FIFO_PATH, TRACK_DIR};
 
-/// Where keepalived writes state changes for the agent.
-pub const FIFO_PATH: &str = "/run/hakeep/vrrp.fifo";
-/// One file per group; the agent writes 1 to put the instance in FAULT.
-pub const TRACK_DIR: &str = "/run/hakeep/track";
 
 #[derive(Debug, Serialize)]
 pub struct KeepalivedView {

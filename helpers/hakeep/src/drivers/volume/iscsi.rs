@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::under_root;
 use crate::config::IscsiVolume;
-use crate::drivers::{wait_until, Context, DriverError, Observed, Resource};
+use crate::drivers::{wait_until, Context, DriverError, Kind, Observed, Resource};
 use crate::exec::{Cmd, ExecError, Output};
 
 /// iscsiadm: no records / sessions / portals matched (ISCSI_ERR_NO_OBJS_FOUND).
@@ -303,6 +303,10 @@ impl Resource for Iscsi {
         format!("volume:iscsi:{}:{}", self.volume.target, self.volume.lun)
     }
 
+    fn kind(&self) -> Kind {
+        Kind::Volume
+    }
+
     fn observe(&self, ctx: &Context) -> Result<Observed, DriverError> {
         if !self.device_exists() {
             return Ok(Observed::Inactive);
@@ -427,10 +431,9 @@ mod tests {
 
     fn ctx<'a>(runner: &'a RecordingRunner, timeouts: &'a Timeouts) -> Context<'a> {
         Context {
-            runner,
             cluster: "lab",
             node: "nfs1",
-            timeouts,
+            ..Context::plain(runner, timeouts)
         }
     }
 

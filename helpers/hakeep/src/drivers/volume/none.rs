@@ -1,12 +1,16 @@
 //! `none`: the storage is already shared or replicated; nothing to attach or fence.
 
-use crate::drivers::{Context, DriverError, Observed, Resource};
+use crate::drivers::{Context, DriverError, Kind, Observed, Resource};
 
 pub struct NoVolume;
 
 impl Resource for NoVolume {
     fn id(&self) -> String {
         "volume:none".to_string()
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Volume
     }
 
     fn observe(&self, _ctx: &Context) -> Result<Observed, DriverError> {
@@ -31,12 +35,7 @@ mod tests {
     #[test]
     fn none_runs_nothing() {
         let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
-        let ctx = Context {
-            runner: &runner,
-            cluster: "lab",
-            node: "nfs1",
-            timeouts: &timeouts,
-        };
+        let ctx = Context::plain(&runner, &timeouts);
         assert_eq!(NoVolume.id(), "volume:none");
         assert_eq!(NoVolume.observe(&ctx).unwrap(), Observed::NotApplicable);
         NoVolume.take(&ctx).unwrap();

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::under_root;
 use crate::config::NvmeshVolume;
-use crate::drivers::{wait_until, Context, DriverError, Observed, Resource};
+use crate::drivers::{wait_until, Context, DriverError, Kind, Observed, Resource};
 use crate::exec::{Cmd, Output};
 
 const POLL: Duration = Duration::from_millis(100);
@@ -104,6 +104,10 @@ impl Resource for Nvmesh {
         format!("volume:nvmesh:{}", self.volume.volume)
     }
 
+    fn kind(&self) -> Kind {
+        Kind::Volume
+    }
+
     fn observe(&self, _ctx: &Context) -> Result<Observed, DriverError> {
         Ok(if self.device_exists() {
             Observed::Active
@@ -156,10 +160,9 @@ mod tests {
 
     fn ctx<'a>(runner: &'a RecordingRunner, timeouts: &'a Timeouts) -> Context<'a> {
         Context {
-            runner,
             cluster: "lab",
             node: "db-a",
-            timeouts,
+            ..Context::plain(runner, timeouts)
         }
     }
 

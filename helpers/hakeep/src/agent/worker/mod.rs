@@ -1,0 +1,229 @@
+//! One thread per group: turns the latest VRRP state into the group's resources being
+//! active here or not. The jobs around that loop live in their own files: holds (faults,
+//! fences, operator step-downs, and the track file keepalived reads), watch (services and
+//! checks of an active group, with the restart budget), publish (state.json), operator
+//! (release, takeover and prepare requests from the control socket).
+
+mod holds;
+mod operator;
+mod publish;
+mod watch;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{AgentSettings, Cluster, Group};
+use crate::drivers::{self, Context, Resource, Timeouts, Units};
+use crate::exec::Runner;
+use crate::observe::mounts::MountSource;
+use crate::observe::AddressView;
+use crate::runtime::state::{timestamp, Transition};
+use crate::runtime::{Paths, VrrpState};
+
+use super::ips::NodeIp;
+use super::lock::GroupLock;
+use super::mailbox::{Input, Mailbox};
+use super::reconcile::{converge, Desired, Outcome};
+use super::records::Records;
+
+use holds::Hold;
+use watch::Watch;
+
+/// What every worker of the agent shares: how to run programs and reach systemd, the
+/// node's observed mounts and addresses, the runtime paths and the records.
+pub struct Env {
+    pub runner: Arc<dyn Runner>,
+    pub units: Arc<dyn Units>,
+    pub mounts: Arc<dyn MountSource>,
+    pub addresses: Arc<dyn AddressView>,
+    pub paths: Paths,
+    pub records: Arc<Records>,
+}
+
+pub struct Worker {
+    group: Group,
+    cluster: String,
+    node: String,
+    resources: Vec<Box<dyn Resource>>,
+    ips: Vec<NodeIp>,
+    watch: Watch,
+    hold: Option<Hold>,
+    settings: AgentSettings,
+    timeouts: Timeouts,
+    env: Arc<Env>,
+    last_transition: Option<Transition>,
+    active_confirmed: bool,
+}
+
+impl Worker {
+    pub fn new(cluster: &Cluster, group: &Group, node: &str, env: Arc<Env>) -> Self {
+        let me = cluster.node(node).cloned();
+        let resources = drivers::resources_of(cluster, group);
+        let settings = cluster.agent.clone();
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        Worker {
+            cluster: cluster.name.clone(),
+            node: node.to_string(),
+            watch: Watch::new(group, &resources, &settings),
+            resources,
+            ips: match &me {
+                Some(me) => group.ips.iter().map(|ip| NodeIp::new(ip, me)).collect(),
+                None => Vec::new(),
+            },
+            timeouts: Timeouts {
+                command: secs(settings.command_timeout_secs),
+                service: secs(settings.service_timeout_secs),
+                umount_grace: secs(settings.umount_grace_secs),
+                device_wait: secs(settings.command_timeout_secs),
+            },
+            settings,
+            group: group.clone(),
+            env,
+            hold: None,
+            last_transition: None,
+            active_confirmed: false,
+        }
+    }
+
+    /// Runs until the process ends.
+    pub fn run(mut self, mailbox: Arc<Mailbox>) {
+        self.resume_hold();
+        // Act only on a real input: before the first resync the state is unknown, and
+        // acting on "unknown" would release a group an agent restart must leave alone.
+        let mut seen = 0;
+        let mut last_converge = Instant::now();
+        loop {
+            let input = mailbox.wait(seen, self.next_wake());
+            for request in mailbox.take_requests() {
+                let reply = self.operator(&request.request, &input, &mailbox);
+                let _ = request.reply.send(reply);
+            }
+            // What arrived while a request ran counts as new too.
+            let input = mailbox.latest();
+            let new_input = input.seq != seen;
+            seen = input.seq;
+            let resync_due = last_converge.elapsed() >= self.resync_interval();
+            // A watched failure is handled (restart or fault) before any converge, so a
+            // resync never restarts a crashed service behind the restart budget's back.
+            let faulted = self.active_confirmed && self.watch_once();
+            if faulted || new_input || resync_due || self.hold_expired() {
+                last_converge = Instant::now();
+                let mut input = input.clone();
+                if faulted {
+                    input.trigger = "fault".into();
+                }
+                self.converge_to(&input);
+            }
+        }
+    }
+
+    fn resync_interval(&self) -> Duration {
+        Duration::from_secs(u64::from(self.settings.resync_interval_secs))
+    }
+
+    fn ctx(&self) -> Context<'_> {
+        Context {
+            runner: self.env.runner.as_ref(),
+            units: self.env.units.as_ref(),
+            mounts: self.env.mounts.as_ref(),
+            cluster: &self.cluster,
+            node: &self.node,
+            timeouts: &self.timeouts,
+        }
+    }
+
+    fn desired(&self, input: &Input) -> Desired {
+        if self.hold.is_none() && input.keepalived_running && input.vrrp == VrrpState::Master {
+            Desired::Active
+        } else {
+            Desired::Standby
+        }
+    }
+
+    fn converge_to(&mut self, input: &Input) {
+        if self.hold_expired() {
+            self.clear_hold("hold-down over; eligible again");
+        }
+        let desired = self.desired(input);
+        if self.env.paths.in_maintenance(&self.group.name) {
+            self.publish(input, desired, true, Vec::new());
+            return;
+        }
+        if input.keepalived_running && input.vrrp == VrrpState::Unknown && self.hold.is_none() {
+            // keepalived runs but has not told us this instance's state: wait for it.
+            self.publish(
+                input,
+                desired,
+                false,
+                vec!["waiting for keepalived to report this instance's state".into()],
+            );
+            return;
+        }
+        let lock = match GroupLock::acquire(&self.env.paths.lock_file(&self.group.name)) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("group {}: {e:#}; not acting", self.group.name);
+                return;
+            }
+        };
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let group = self.group.name.clone();
+        let records = self.env.records.clone();
+        let (outcome, steps) = converge(&self.ctx(), &self.resources, desired, &mut |s| {
+            records.log_step(&group, s)
+        });
+        drop(lock);
+        let mut problems = Vec::new();
+        match &outcome {
+            Outcome::AlreadyThere => {}
+            Outcome::Done => log::info!(
+                "group {group}: now {} ({})",
+                desired.as_str(),
+                input.trigger
+            ),
+            Outcome::TakeFailed { resource, error } => {
+                self.raise_fault(format!("take failed at {resource}: {error}"));
+            }
+            Outcome::ReleaseFailed { resource, error } => {
+                problems.push(format!(
+                    "release failed at {resource}: {error}; retrying at the next resync"
+                ));
+                log::error!("group {group}: release failed at {resource}: {error}");
+            }
+        }
+        if !steps.is_empty() {
+            self.last_transition = Some(Transition {
+                to: desired.as_str().into(),
+                trigger: input.trigger.clone(),
+                started: timestamp(started),
+                duration_ms: clock.elapsed().as_millis() as u64,
+                result: outcome.text(),
+                steps,
+            });
+        }
+        self.active_confirmed =
+            desired == Desired::Active && matches!(outcome, Outcome::Done | Outcome::AlreadyThere);
+        if self.active_confirmed && outcome == Outcome::Done {
+            self.watch.reset();
+        }
+        if desired == Desired::Standby && !input.keepalived_running {
+            self.remove_stale_ips(&mut problems);
+        }
+        self.publish(input, desired, false, problems);
+    }
+
+    fn next_wake(&self) -> Duration {
+        let mut wake = Instant::now() + self.resync_interval();
+        if self.active_confirmed {
+            if let Some(due) = self.watch.next_due() {
+                wake = wake.min(due);
+            }
+        }
+        if let Some(hold) = &self.hold {
+            wake = wake.min(hold.until);
+        }
+        wake.saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10))
+    }
+}

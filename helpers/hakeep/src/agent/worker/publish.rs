@@ -1,0 +1,132 @@
+//! Publishing a group's picture (state.json, through the records) and cleaning up the
+//! floating IPs a dead keepalived left behind. Everything here reads the observed
+//! tables (mounts, addresses, unit states), so an idle resync runs no program for units,
+//! mounts or IPs.
+
+use crate::drivers::Observed;
+use crate::runtime::state::{GroupState, IpStatus, ResourceStatus};
+use crate::runtime::VrrpState;
+
+use super::super::mailbox::Input;
+use super::super::reconcile::Desired;
+use super::Worker;
+
+impl Worker {
+    pub(super) fn publish(
+        &self,
+        input: &Input,
+        desired: Desired,
+        maintenance: bool,
+        mut problems: Vec<String>,
+    ) {
+        let ctx = self.ctx();
+        let resources: Vec<ResourceStatus> = self
+            .resources
+            .iter()
+            .map(|r| match r.observe(&ctx) {
+                Ok(o) => ResourceStatus {
+                    id: r.id(),
+                    observed: match o {
+                        Observed::Active => "active",
+                        Observed::Inactive => "inactive",
+                        Observed::NotApplicable => "n/a",
+                    }
+                    .into(),
+                    error: None,
+                },
+                Err(e) => ResourceStatus {
+                    id: r.id(),
+                    observed: "unknown".into(),
+                    error: Some(e.to_string()),
+                },
+            })
+            .collect();
+        let floating_ips: Vec<IpStatus> = self
+            .ips
+            .iter()
+            .map(|ip| IpStatus {
+                address: ip.cidr(),
+                present: self.env.addresses.has(&ip.interface, ip.address),
+            })
+            .collect();
+        let active = resources.iter().filter(|r| r.observed == "active").count();
+        let applicable = resources.iter().filter(|r| r.observed != "n/a").count();
+        let actual = if applicable > 0 && active == applicable {
+            "active"
+        } else if active == 0 {
+            "standby"
+        } else {
+            "partial"
+        };
+        match desired {
+            Desired::Standby => {
+                for ip in floating_ips.iter().filter(|ip| ip.present) {
+                    problems.push(format!(
+                        "floating IP {} is present on a standby node",
+                        ip.address
+                    ));
+                }
+            }
+            // keepalived adds the IPs on MASTER; one missing here (removed by hand, or
+            // by something else on the node) means clients cannot reach the group.
+            Desired::Active if input.vrrp == VrrpState::Master => {
+                for ip in floating_ips.iter().filter(|ip| !ip.present) {
+                    problems.push(format!(
+                        "floating IP {} is missing on the active node",
+                        ip.address
+                    ));
+                }
+            }
+            Desired::Active => {}
+        }
+        for check in self.watch.checks.iter().filter(|c| c.failing) {
+            problems.push(format!(
+                "check {} failing: {}",
+                check.describe(),
+                check.last_error.clone().unwrap_or_default()
+            ));
+        }
+        self.env.records.set_group(
+            &self.group.name,
+            GroupState {
+                vrrp_state: if input.keepalived_running {
+                    input.vrrp
+                } else {
+                    VrrpState::Stop
+                },
+                desired: desired.as_str().into(),
+                actual: actual.into(),
+                maintenance,
+                fault: self.hold.as_ref().map(|h| h.fault()),
+                resources,
+                floating_ips,
+                problems,
+                last_transition: self.last_transition.clone(),
+            },
+        );
+    }
+
+    /// keepalived is dead, so it cannot remove its own VIPs: the agent does, or two
+    /// nodes would answer for one address.
+    pub(super) fn remove_stale_ips(&self, problems: &mut Vec<String>) {
+        for ip in &self.ips {
+            if !self.env.addresses.has(&ip.interface, ip.address) {
+                continue;
+            }
+            log::warn!(
+                "group {}: keepalived is not running but left {} on {}; removing it",
+                self.group.name,
+                ip.cidr(),
+                ip.interface
+            );
+            if let Err(e) = self.env.addresses.remove(
+                &ip.interface,
+                ip.address,
+                ip.prefix,
+                self.timeouts.command,
+            ) {
+                problems.push(format!("cannot remove stale floating IP {}: {e}", ip.cidr()));
+            }
+        }
+    }
+}

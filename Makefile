@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Ansible tools live in a venv outside the repo (scripts/install-ansible.sh prints its bin).
 WITH_ANSIBLE = PATH="$$(scripts/install-ansible.sh):$$PATH"
 
-.PHONY: help deps lint rust-lint ansible-lint rust-test molecule molecule-lab test bench lab lab-destroy lab-status
+.PHONY: help deps lint rust-lint ansible-lint shell-lint rust-test molecule molecule-lab test bench lab lab-destroy lab-status
 
 help:
 	@echo "make test   install what is missing, lint, run every test tier"
@@ -24,7 +24,13 @@ rust-lint: deps
 ansible-lint: deps
 	$(WITH_ANSIBLE); ansible-lint; yamllint -s .
 
-lint: rust-lint ansible-lint
+# Every shell script of the repository (.shellcheckrc: follow sourced files).
+SHELL_SCRIPTS = scripts/*.sh scripts/lib/*.sh .ci/run helpers/hakeep/tests/fixtures/*.sh
+
+shell-lint: deps
+	shellcheck -x $(SHELL_SCRIPTS)
+
+lint: rust-lint ansible-lint shell-lint
 
 ## Tiers 1 and 2: unit, rendering + keepalived -t, the agent and operator commands on
 ## real keepalived in network namespaces.

@@ -107,7 +107,7 @@ GRUB_MODULES=(biosdisk part_msdos ext2 search search_fs_uuid normal linux serial
 install_grub() {
   local root=$1 uuid=$2 work
   work=$(dirname "$root")
-  [ -e "$root/vmlinuz" ] && [ -e "$root/initrd.img" ] \
+  { [ -e "$root/vmlinuz" ] && [ -e "$root/initrd.img" ]; } \
     || die "the image has no /vmlinuz or /initrd.img symlink"
   mkdir -p "$root/boot/grub"
   cat >"$root/boot/grub/grub.cfg" <<EOF
@@ -329,7 +329,7 @@ if virsh -c qemu:///system pool-info default >/dev/null 2>&1; then
       | python3 -c 'import json,sys; print(json.load(sys.stdin).get("backing-filename", ""))' || true)$'\n'
   done
   for v in "${volumes[@]}"; do
-    [[ $v == "$prefix"* ]] && [ "$v" != "$current" ] || continue
+    { [[ $v == "$prefix"* ]] && [ "$v" != "$current" ]; } || continue
     path=$(virsh -c qemu:///system vol-path --pool default "$v")
     if ! grep -qxF "$path" <<<"$backing"; then
       log "removing the old box upload $v from libvirt's pool"

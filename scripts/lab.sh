@@ -176,7 +176,7 @@ keep_consoles() {
   mkdir -p "$dir"
   mv "${logs[@]}" "$dir/"
   log "console logs kept in $dir"
-  mapfile -t old < <(ls -1d "$CONSOLE_ARCHIVE"/*/ 2>/dev/null | sort -r | tail -n +6)
+  mapfile -t old < <(find "$CONSOLE_ARCHIVE" -mindepth 1 -maxdepth 1 -type d | sort -r | tail -n +6)
   [ ${#old[@]} -eq 0 ] || rm -rf "${old[@]}"
 }
 

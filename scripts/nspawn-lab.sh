@@ -68,7 +68,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || usage
       cmd=$1; node=$2; shift 2 ;;
     link)
-      [ $# -ge 3 ] && { [ "$3" = up ] || [ "$3" = down ]; } || usage
+      { [ $# -ge 3 ] && { [ "$3" = up ] || [ "$3" = down ]; }; } || usage
       cmd=$1; node=$2; updown=$3; shift 3 ;;
     -h | --help) usage ;;
     *) echo "nspawn-lab: unknown argument: $1" >&2; usage ;;
@@ -500,7 +500,7 @@ do_kill() { # node
 
 do_start() { # node
   local n=$1 pid
-  [ -d "$LAB/$n/root" ] && [ -e "/run/netns/$(netns "$n")" ] || die "lab $PREFIX has no node $n: run up"
+  { [ -d "$LAB/$n/root" ] && [ -e "/run/netns/$(netns "$n")" ]; } || die "lab $PREFIX has no node $n: run up"
   pid=$(cat "$LAB/$n.pid" 2>/dev/null || true)
   if alive "$pid" && [ -n "$(leader_of "$pid")" ]; then
     log "$n is already running"
@@ -530,6 +530,7 @@ flock -w "$LOCK_TIMEOUT" 8 || die "another nspawn-lab.sh holds the lock of lab $
 case $cmd in
   up)
     # A failed up leaves nothing behind (HAKEEP_LAB_KEEP_ON_FAILURE=1 keeps it for a look).
+    # shellcheck disable=SC2154 # rc is assigned inside the trap
     trap 'rc=$?; if [ $rc -ne 0 ] && [ "${HAKEEP_LAB_KEEP_ON_FAILURE:-0}" != 1 ]; then
             log "up failed, cleaning up"; do_down || true; fi' EXIT
     do_up

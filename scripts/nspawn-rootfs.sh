@@ -171,7 +171,7 @@ remove_tree "$tmp"
 tmp=
 # Older images of this suite are replaced.
 for old in "$CACHE/$SUITE"-*; do
-  [ "$old" != "$final" ] && [ -d "$old" ] || continue
+  { [ "$old" != "$final" ] && [ -d "$old" ]; } || continue
   if grep -qF "$old" /proc/self/mountinfo; then
     log "keeping old image $old: a running lab still uses it"
   else

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Package helpers of the install scripts (Debian, root). Source it; functions only.
 
 # Prints the packages among the arguments that dpkg does not have installed.

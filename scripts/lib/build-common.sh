@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the image builders (nspawn-rootfs.sh, lab-box.sh): the host's apt sources and
 # removal of build trees that may still have mounts. Source it; it defines functions only.
 

@@ -1,5 +1,5 @@
 //! The notify FIFO keepalived writes to. The agent creates it once and then always reuses
-//! it: re-creating it would strand keepalived on the old inode (DESIGN.md §7).
+//! it: re-creating it would strand keepalived on the old inode (docs/design.md §7).
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;

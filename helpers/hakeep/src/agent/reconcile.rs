@@ -1,5 +1,5 @@
 //! Converging one group: compare what should be with what is, run the missing steps in
-//! the safe order (DESIGN.md §2), roll back a failed take.
+//! the safe order (docs/design.md §2), roll back a failed take.
 
 use std::time::{Instant, SystemTime};
 

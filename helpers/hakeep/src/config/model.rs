@@ -1,4 +1,4 @@
-//! The typed cluster model (cluster.yml schema v1). Field names follow DESIGN.md §4.
+//! The typed cluster model (cluster.yml schema v1). Field names follow docs/configuration.md (docs/design.md §4).
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Drivers: one per resource kind of a group (DESIGN.md §3). Each observes whether its
+//! Drivers: one per resource kind of a group (docs/design.md §3). Each observes whether its
 //! resource is active on this node, and takes or releases it idempotently. They run
 //! programs only through `exec::Runner`.
 

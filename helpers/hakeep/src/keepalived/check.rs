@@ -1,6 +1,6 @@
 //! `keepalived -t` as the file will run on its node: in a scratch network namespace
 //! that has every interface the file names, so any message at all is a real problem
-//! (DESIGN.md §7). The namespace lives only as long as the checking process.
+//! (docs/design.md §7). The namespace lives only as long as the checking process.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Planned moves: release, takeover and switchover. The releasing node always releases
-//! first, while it still holds the group, and only then steps down (DESIGN.md §2).
+//! first, while it still holds the group, and only then steps down (docs/design.md §2).
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

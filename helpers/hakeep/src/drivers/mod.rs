@@ -146,6 +146,10 @@ pub trait Resource: Send + Sync {
     fn id(&self) -> String;
     fn kind(&self) -> Kind;
     fn observe(&self, ctx: &Context) -> Result<Observed, DriverError>;
+    /// Looks now, even where `observe` may answer from a recent look (resource scripts).
+    fn observe_now(&self, ctx: &Context) -> Result<Observed, DriverError> {
+        self.observe(ctx)
+    }
     /// Makes the resource active; does nothing when it already is.
     fn take(&self, ctx: &Context) -> Result<(), DriverError>;
     /// Makes the resource inactive; does nothing when it already is.

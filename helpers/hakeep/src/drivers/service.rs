@@ -21,7 +21,8 @@
 //! nothing to do. stderr (or stdout) of a failing call ends up in the error.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::{Context, DriverError, Kind, Observed, Resource};
 use crate::config::Service;
@@ -36,11 +37,12 @@ pub fn for_config(service: &Service) -> Box<dyn Resource> {
         Service::Script {
             path,
             timeout_secs,
-            ..
-        } => Box::new(ResourceScript {
-            path: path.clone(),
-            timeout: Duration::from_secs(u64::from(*timeout_secs)),
-        }),
+            interval_secs,
+        } => Box::new(ResourceScript::new(
+            path.clone(),
+            Duration::from_secs(u64::from(*timeout_secs)),
+            Duration::from_secs(u64::from(*interval_secs)),
+        )),
     }
 }
 
@@ -81,9 +83,57 @@ impl Resource for SystemdUnit {
 pub struct ResourceScript {
     pub path: PathBuf,
     pub timeout: Duration,
+    /// How long a `status` answer stands for a look (status, resync, watching); a take
+    /// or a release always asks again. Zero: always ask.
+    pub interval: Duration,
+    last: Mutex<Option<(Instant, Observed)>>,
 }
 
 impl ResourceScript {
+    pub fn new(path: PathBuf, timeout: Duration, interval: Duration) -> Self {
+        ResourceScript {
+            path,
+            timeout,
+            interval,
+            last: Mutex::new(None),
+        }
+    }
+
+    fn remember(&self, observed: Option<Observed>) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = observed.map(|o| (Instant::now(), o));
+        }
+    }
+
+    fn recent(&self) -> Option<Observed> {
+        let last = self.last.lock().ok()?;
+        let (at, observed) = (*last)?;
+        (at.elapsed() < self.interval).then_some(observed)
+    }
+
+    /// Runs `status` now.
+    fn status(&self, ctx: &Context) -> Result<Observed, DriverError> {
+        let doing = format!("{} status", self.path.display());
+        let out = ctx
+            .runner
+            .run(&self.call("status"))
+            .map_err(|e| DriverError::from(e).context(&doing))?;
+        let observed = match out.code {
+            Some(0) => Observed::Active,
+            Some(SCRIPT_STOPPED) => Observed::Inactive,
+            code => {
+                self.remember(None);
+                return Err(DriverError::Failed(format!(
+                    "{doing}: unknown state (exit {}, expected 0 running or 3 stopped): {}",
+                    code.map_or("by a signal".to_string(), |c| c.to_string()),
+                    message(&out.stderr, &out.stdout)
+                )));
+            }
+        };
+        self.remember(Some(observed));
+        Ok(observed)
+    }
+
     fn call(&self, action: &str) -> Cmd {
         Cmd::new(
             [self.path.display().to_string(), action.to_string()],
@@ -109,34 +159,30 @@ impl Resource for ResourceScript {
     }
 
     fn observe(&self, ctx: &Context) -> Result<Observed, DriverError> {
-        let doing = format!("{} status", self.path.display());
-        let out = ctx
-            .runner
-            .run(&self.call("status"))
-            .map_err(|e| DriverError::from(e).context(&doing))?;
-        match out.code {
-            Some(0) => Ok(Observed::Active),
-            Some(SCRIPT_STOPPED) => Ok(Observed::Inactive),
-            code => Err(DriverError::Failed(format!(
-                "{doing}: unknown state (exit {}, expected 0 running or 3 stopped): {}",
-                code.map_or("by a signal".to_string(), |c| c.to_string()),
-                message(&out.stderr, &out.stdout)
-            ))),
+        match self.recent() {
+            Some(observed) => Ok(observed),
+            None => self.status(ctx),
         }
+    }
+
+    fn observe_now(&self, ctx: &Context) -> Result<Observed, DriverError> {
+        self.status(ctx)
     }
 
     fn take(&self, ctx: &Context) -> Result<(), DriverError> {
         // An unknown state still gets a start: the script's start decides.
-        if let Ok(Observed::Active) = self.observe(ctx) {
+        if let Ok(Observed::Active) = self.status(ctx) {
             return Ok(());
         }
+        self.remember(None);
         self.run_action(ctx, "start")
     }
 
     fn release(&self, ctx: &Context) -> Result<(), DriverError> {
-        if let Ok(Observed::Inactive) = self.observe(ctx) {
+        if let Ok(Observed::Inactive) = self.status(ctx) {
             return Ok(());
         }
+        self.remember(None);
         self.run_action(ctx, "stop")
     }
 }
@@ -170,12 +216,41 @@ mod tests {
         }
     }
 
+    /// A script whose every look asks it (interval zero).
     fn script() -> Box<dyn Resource> {
-        for_config(&Service::Script {
+        Box::new(ResourceScript::new(
+            "/usr/local/lib/hakeep/app".into(),
+            Duration::from_secs(7),
+            Duration::ZERO,
+        ))
+    }
+
+    #[test]
+    fn a_status_answer_stands_for_its_interval_but_takes_and_releases_ask_again() {
+        let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
+        let c = ctx(&runner, &timeouts);
+        let s = for_config(&Service::Script {
             path: "/usr/local/lib/hakeep/app".into(),
             timeout_secs: 7,
             interval_secs: 10,
-        })
+        });
+        runner.respond(|cmd| (cmd.argv[1] == "status").then(|| Ok(exit(3, ""))));
+        assert_eq!(s.observe(&c).unwrap(), Observed::Inactive);
+        assert_eq!(s.observe(&c).unwrap(), Observed::Inactive);
+        assert_eq!(runner.calls().len(), 1, "the second look used the answer");
+        s.take(&c).unwrap();
+        runner.respond(|cmd| (cmd.argv[1] == "status").then(|| Ok(exit(0, ""))));
+        // The take forgot the answer: the verify that follows asks.
+        assert_eq!(s.observe(&c).unwrap(), Observed::Active);
+        assert_eq!(
+            runner.calls(),
+            vec![
+                "/usr/local/lib/hakeep/app status",
+                "/usr/local/lib/hakeep/app status",
+                "/usr/local/lib/hakeep/app start",
+                "/usr/local/lib/hakeep/app status",
+            ]
+        );
     }
 
     /// systemd as a test sees it: units in memory, every call recorded.

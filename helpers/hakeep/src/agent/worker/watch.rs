@@ -264,7 +264,7 @@ impl Worker {
             }
             looked.push(k);
             let r = &self.resources[s.index];
-            if matches!(r.observe(&ctx), Ok(Observed::Inactive)) {
+            if matches!(r.observe_now(&ctx), Ok(Observed::Inactive)) {
                 dead.push(format!("{} is not running", r.id()));
             }
         }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use super::mailbox::{Mailbox, Request};
-use crate::runtime::control::{read_request, write_reply, ControlReply, ControlRequest, REPLY_TIMEOUT};
+use crate::runtime::control::{
+    read_request, write_reply, ControlReply, ControlRequest, REPLY_TIMEOUT,
+};
 
 /// Binds the socket, replacing a stale one from an earlier run (never anything else).
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {

@@ -145,7 +145,14 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         if full {
             safety_net.refresh();
         }
-        resync_all(runner.as_ref(), &ka_paths, &mailboxes, &records, full, trigger);
+        resync_all(
+            runner.as_ref(),
+            &ka_paths,
+            &mailboxes,
+            &records,
+            full,
+            trigger,
+        );
     };
     resync_now("agent start");
 

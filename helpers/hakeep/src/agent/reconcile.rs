@@ -461,7 +461,12 @@ mod tests {
         let actions: Vec<&str> = steps.iter().map(|s| s.action.as_str()).collect();
         assert_eq!(
             actions,
-            ["restart-stop", "restart-stop", "restart-start", "restart-start"]
+            [
+                "restart-stop",
+                "restart-stop",
+                "restart-start",
+                "restart-start"
+            ]
         );
     }
 

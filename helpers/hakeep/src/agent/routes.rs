@@ -20,7 +20,11 @@ pub struct Routes {
 }
 
 impl Routes {
-    pub fn new(cluster: &Cluster, node: &str, mailboxes: Arc<HashMap<String, Arc<Mailbox>>>) -> Self {
+    pub fn new(
+        cluster: &Cluster,
+        node: &str,
+        mailboxes: Arc<HashMap<String, Arc<Mailbox>>>,
+    ) -> Self {
         let mut routes = Routes {
             mailboxes,
             units: HashMap::new(),
@@ -80,7 +84,11 @@ impl Routes {
     }
 
     pub fn address_changed(&self, event: &AddressEvent) {
-        let what = if event.added { "added to" } else { "removed from" };
+        let what = if event.added {
+            "added to"
+        } else {
+            "removed from"
+        };
         self.wake(
             self.addresses.get(&event.address),
             &format!("address {} {what} {}", event.address, event.interface),

@@ -6,14 +6,14 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::{exit, short_hostname};
-use crate::runtime::control::ControlReply;
-use crate::runtime::Paths;
 use crate::config::{self, Cluster};
 use crate::exec::SystemRunner;
 use crate::ops::status::{self, Verdict};
 use crate::ops::{
     check as checks, cluster_status, maintenance as flags, moves, status_view, table,
 };
+use crate::runtime::control::ControlReply;
+use crate::runtime::Paths;
 
 fn load(config: &Path) -> anyhow::Result<Cluster> {
     config::load(config).map_err(|e| anyhow::anyhow!("{e}"))
@@ -291,7 +291,14 @@ pub fn check(
             .groups
             .iter()
             .any(|st| st.name == g.name && st.state.desired == "active");
-        results.extend(checks::group(&SystemRunner, unit_view, &cluster, &me, g, active));
+        results.extend(checks::group(
+            &SystemRunner,
+            unit_view,
+            &cluster,
+            &me,
+            g,
+            active,
+        ));
     }
     if let Some(want) = group {
         if cluster.group(want).is_none() {

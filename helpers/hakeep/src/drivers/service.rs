@@ -319,7 +319,10 @@ mod tests {
         };
         let unit = for_config(&Service::Unit("nginx.service".into()));
         let err = unit.take(&c).unwrap_err().to_string();
-        assert_eq!(err, "starting nginx.service: job failed (result: exit-code)");
+        assert_eq!(
+            err,
+            "starting nginx.service: job failed (result: exit-code)"
+        );
     }
 
     #[test]

@@ -48,15 +48,10 @@ pub fn dump_states(
     let pid = running_pid(paths)?;
     let signum = json_signal(runner)?;
     let before = modified(&paths.json_dump);
-    // The JSON signal is a real-time one, which rustix only sends unsafely: use kill(1).
-    let signal = signum.to_string();
-    let target = pid.to_string();
-    runner
-        .run_ok(&Cmd::new(
-            ["kill", "-s", signal.as_str(), target.as_str()],
-            timeout,
-        ))
-        .ok()?;
+    let signal =
+        <rustix::process::Signal as rustix_libc_wrappers::process::SignalExt>::from_raw(signum)?;
+    let target = rustix::process::Pid::from_raw(pid)?;
+    rustix::process::kill_process(target, signal).ok()?;
     let started = Instant::now();
     while started.elapsed() < timeout {
         let now = modified(&paths.json_dump);

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::Paths;
 use crate::config::Cluster;
+use crate::runtime::Paths;
 
 use super::remote;
 use super::status::{self, NodeStatus, Verdict};
@@ -219,8 +219,8 @@ pub fn render(status: &ClusterStatus, colour: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::state::GroupState;
     use crate::keepalived::notify::VrrpState;
+    use crate::runtime::state::GroupState;
 
     fn node(name: &str, active: &[&str], error: bool) -> NodeStatus {
         NodeStatus {

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{CheckKind, Cluster};
 use crate::runtime::control::{self, ControlReply, ControlRequest};
 use crate::runtime::Paths;
-use crate::config::{CheckKind, Cluster};
 
 use super::cluster_status;
 use super::remote;

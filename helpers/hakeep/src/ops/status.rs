@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::keepalived::state as keepalived_state;
 use crate::runtime::state::{self as agent_state, GroupState};
 use crate::runtime::Paths;
-use crate::keepalived::state as keepalived_state;
 
 /// Version of the JSON below; bumped only on incompatible changes.
 pub const SCHEMA: u32 = agent_state::SCHEMA;

@@ -5,7 +5,6 @@ use serde::Serialize;
 use crate::config::{Cluster, FloatingIp, Group, Node, Preempt};
 use crate::runtime::paths::{FIFO_PATH, TRACK_DIR};
 
-
 #[derive(Debug, Serialize)]
 pub struct KeepalivedView {
     cluster: String,

@@ -140,5 +140,4 @@ mod tests {
             serde_json::from_str::<ControlRequest>(r#"{"op":"reboot","group":"nfs"}"#).is_err()
         );
     }
-
 }

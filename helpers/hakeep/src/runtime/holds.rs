@@ -118,7 +118,10 @@ mod tests {
             back.remaining(start + Duration::from_secs(100)),
             Duration::from_secs(500)
         );
-        assert_eq!(back.remaining(start + Duration::from_secs(700)), Duration::ZERO);
+        assert_eq!(
+            back.remaining(start + Duration::from_secs(700)),
+            Duration::ZERO
+        );
         // The clock went back an hour: still at most the 600 s it was given.
         let earlier = start - Duration::from_secs(3600);
         assert_eq!(back.remaining(earlier), Duration::from_secs(600));

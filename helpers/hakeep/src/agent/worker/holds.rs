@@ -101,7 +101,10 @@ impl Worker {
         }
         self.watch.forget_restarts();
         if let Err(e) = holds::clear(&self.env.paths.hold_file(&self.group.name)) {
-            log::error!("group {}: cannot remove the hold record: {e}", self.group.name);
+            log::error!(
+                "group {}: cannot remove the hold record: {e}",
+                self.group.name
+            );
         }
         self.write_track(false);
     }

@@ -97,7 +97,11 @@ impl Worker {
                     self.group.name,
                     PREPARE_WAIT.as_secs(),
                     input.vrrp,
-                    if input.keepalived_running { "" } else { ", keepalived not running" }
+                    if input.keepalived_running {
+                        ""
+                    } else {
+                        ", keepalived not running"
+                    }
                 ));
             }
             input = mailbox.wait(input.seq, left);

@@ -125,7 +125,10 @@ impl Worker {
                 ip.prefix,
                 self.timeouts.command,
             ) {
-                problems.push(format!("cannot remove stale floating IP {}: {e}", ip.cidr()));
+                problems.push(format!(
+                    "cannot remove stale floating IP {}: {e}",
+                    ip.cidr()
+                ));
             }
         }
     }

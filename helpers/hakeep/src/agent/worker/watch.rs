@@ -16,8 +16,8 @@ use crate::config::{AgentSettings, Check, Group, Service};
 use crate::drivers::{Kind, Observed, Resource};
 use crate::runtime::holds::HoldKind;
 
-use super::super::reconcile::{restart_services, Outcome};
 use super::super::lock::GroupLock;
+use super::super::reconcile::{restart_services, Outcome};
 use super::Worker;
 
 /// How often an active group's volumes are asked whether they are still this node's.

@@ -129,7 +129,19 @@ pub trait Runner: Send + Sync {
 /// The only directories programs are looked up in.
 pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Most of each stream a call keeps; the rest is dropped (and said so).
+pub const MAX_OUTPUT: usize = 1 << 20;
+/// After the program exits, how long its output may still arrive: a daemon it started
+/// in the background and that kept the pipes open must not hold the call.
+const EOF_GRACE: Duration = Duration::from_millis(200);
+/// After the KILL of a timed-out program, how long to wait for it to be reaped; a
+/// process in uninterruptible sleep may never be, and the call returns anyway.
+const REAP_WAIT: Duration = Duration::from_secs(2);
+
 /// Runs real processes, each in its own process group so a timeout kills all of it.
+/// Every call returns within its timeout plus about REAP_WAIT, whatever the program's
+/// descendants do: output is read without threads, with a deadline, and a child that
+/// does not die after its KILL is left to a reaper thread.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemRunner;
 
@@ -137,6 +149,10 @@ impl Runner for SystemRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
         use std::os::unix::process::CommandExt;
         let program = cmd.program().to_string();
+        let spawn_error = |e: std::io::Error| ExecError::Spawn {
+            program: program.clone(),
+            reason: e.to_string(),
+        };
         let mut child = Command::new(resolve(&program))
             .args(&cmd.argv[1..])
             // The caller's environment is not trusted: children get a fixed, minimal one,
@@ -149,45 +165,156 @@ impl Runner for SystemRunner {
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
-            .map_err(|e| ExecError::Spawn {
-                program: program.clone(),
-                reason: e.to_string(),
-            })?;
-        let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
+            .map_err(spawn_error)?;
         let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if started.elapsed() >= cmd.timeout => break None,
-                Ok(None) => {
-                    thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(20));
-                }
-                Err(e) => {
-                    return Err(ExecError::Spawn {
-                        program,
-                        reason: e.to_string(),
-                    })
+        let deadline = started + cmd.timeout;
+        let mut out = Capture::new(child.stdout.take());
+        let mut err = Capture::new(child.stderr.take());
+        let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
+        loop {
+            if exited.is_none() {
+                if let Some(status) = child.try_wait().map_err(spawn_error)? {
+                    exited = Some((status, Instant::now()));
                 }
             }
-        };
-        let Some(status) = status else {
-            kill_group(child.id());
-            let _ = child.wait();
-            return Err(ExecError::Timeout {
-                program,
-                timeout: cmd.timeout,
-                stderr: stderr.join().unwrap_or_default(),
-            });
-        };
+            let now = Instant::now();
+            let open = out.open() || err.open();
+            match exited {
+                Some(_) if !open => break,
+                Some((_, at)) if now >= at + EOF_GRACE => break,
+                None if now >= deadline => {
+                    kill_group(child.id());
+                    reap_bounded(child);
+                    return Err(ExecError::Timeout {
+                        program,
+                        timeout: cmd.timeout,
+                        stderr: err.text(),
+                    });
+                }
+                _ => {}
+            }
+            let limit = match exited {
+                Some((_, at)) => at + EOF_GRACE,
+                None => deadline,
+            };
+            // Short slices: the exit of a program whose output stays open is seen soon.
+            let slice = limit
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(20));
+            wait_readable(&mut out, &mut err, slice);
+        }
+        let (status, _) = exited.ok_or_else(|| spawn_error(std::io::Error::other("no exit")))?;
         Ok(Output {
             code: status.code(),
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
+            stdout: out.text(),
+            stderr: err.text(),
         })
     }
+}
+
+/// One output stream of a child, read without blocking, kept up to MAX_OUTPUT.
+struct Capture<R> {
+    pipe: Option<R>,
+    bytes: Vec<u8>,
+    dropped: usize,
+}
+
+impl<R: Read + std::os::fd::AsFd> Capture<R> {
+    fn new(pipe: Option<R>) -> Self {
+        let pipe = pipe.filter(|p| rustix::io::ioctl_fionbio(p, true).is_ok());
+        Capture {
+            pipe,
+            bytes: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    fn open(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// Reads what is there; closes the pipe at EOF or on an error.
+    fn drain(&mut self) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return;
+        };
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => {
+                    self.pipe = None;
+                    return;
+                }
+                Ok(n) => {
+                    let room = MAX_OUTPUT.saturating_sub(self.bytes.len()).min(n);
+                    self.bytes.extend_from_slice(&chunk[..room]);
+                    self.dropped += n - room;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.pipe = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn text(&mut self) -> String {
+        self.drain();
+        let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+        if self.dropped > 0 {
+            text.push_str(&format!("\n[{} more bytes not kept]", self.dropped));
+        }
+        text
+    }
+}
+
+/// Waits up to `limit` for either open stream to be readable, then reads both.
+fn wait_readable<A, B>(a: &mut Capture<A>, b: &mut Capture<B>, limit: Duration)
+where
+    A: Read + std::os::fd::AsFd,
+    B: Read + std::os::fd::AsFd,
+{
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    {
+        let mut fds: Vec<PollFd> = Vec::with_capacity(2);
+        if let Some(p) = a.pipe.as_ref() {
+            fds.push(PollFd::new(p, PollFlags::IN));
+        }
+        if let Some(p) = b.pipe.as_ref() {
+            fds.push(PollFd::new(p, PollFlags::IN));
+        }
+        let timeout = Timespec {
+            tv_sec: limit.as_secs() as i64,
+            tv_nsec: i64::from(limit.subsec_nanos()),
+        };
+        if fds.is_empty() {
+            thread::sleep(limit);
+        } else {
+            let _ = poll(&mut fds, Some(&timeout));
+        }
+    }
+    a.drain();
+    b.drain();
+}
+
+/// Waits a little for a killed child; one that cannot die yet (uninterruptible sleep) is
+/// handed to a thread that reaps it whenever it does, so the call returns now.
+fn reap_bounded(mut child: std::process::Child) {
+    let until = Instant::now() + REAP_WAIT;
+    while Instant::now() < until {
+        if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id();
+    let _ = thread::Builder::new()
+        .name(format!("reap-{pid}"))
+        .spawn(move || {
+            let _ = child.wait();
+        });
 }
 
 /// The program's absolute path in SAFE_PATH. Spawning by path (not by name with a PATH
@@ -210,17 +337,6 @@ fn kill_group(pid: u32) {
     {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
-}
-
-/// Reads a pipe to its end on a thread, so a chatty child never blocks on a full pipe.
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
 }
 
 /// Records every command and answers from a script: for tests of ordering and errors.
@@ -302,6 +418,57 @@ mod tests {
         assert_eq!(
             vars,
             vec!["LC_ALL=C".to_string(), format!("PATH={SAFE_PATH}")]
+        );
+    }
+
+    /// A program that leaves a background child holding its output returns when it
+    /// exits, not when the child does.
+    #[test]
+    fn a_background_child_holding_the_pipes_does_not_hold_the_call() {
+        let cmd = Cmd::new(
+            ["sh", "-c", "sleep 5 & echo started"],
+            Duration::from_secs(3),
+        );
+        let started = Instant::now();
+        let out = SystemRunner.run_ok(&cmd).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(out.stdout.trim(), "started");
+    }
+
+    /// A timed-out program whose grandchild left its process group is still cut at the
+    /// timeout (plus the bounded reap).
+    #[test]
+    fn a_timeout_holds_even_when_a_grandchild_escapes_the_group() {
+        let cmd = Cmd::new(
+            ["sh", "-c", "setsid sleep 6 & sleep 6"],
+            Duration::from_millis(300),
+        );
+        let started = Instant::now();
+        let err = SystemRunner.run(&cmd).unwrap_err();
+        assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn output_is_kept_up_to_a_bound() {
+        let cmd = Cmd::new(
+            ["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x"],
+            Duration::from_secs(10),
+        );
+        let out = SystemRunner.run_ok(&cmd).unwrap();
+        assert!(out.stdout.len() < MAX_OUTPUT + 100, "{}", out.stdout.len());
+        assert!(
+            out.stdout.ends_with("more bytes not kept]"),
+            "{}",
+            &out.stdout[out.stdout.len() - 40..]
         );
     }
 

@@ -17,6 +17,8 @@ use crate::runtime::control::{
 };
 
 /// Binds the socket, replacing a stale one from an earlier run (never anything else).
+/// The caller holds the agent lock, so no live agent's socket is ever removed. The
+/// socket is made 0600 from the start (umask around the bind), not chmod-ed after it.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -27,11 +29,29 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         }
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(old);
+    let listener = bound.with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     Ok(listener)
+}
+
+/// Only root may ask the agent to act (the socket's mode says so too; this holds even if
+/// the mode were changed).
+fn peer_is_root(stream: &UnixStream) -> Result<(), String> {
+    let cred = rustix::net::sockopt::socket_peercred(stream)
+        .map_err(|e| format!("reading the caller's credentials: {e}"))?;
+    if cred.uid.is_root() {
+        Ok(())
+    } else {
+        Err(format!(
+            "refused: the control socket answers root only (caller uid {}, pid {})",
+            cred.uid.as_raw(),
+            cred.pid.as_raw_nonzero()
+        ))
+    }
 }
 
 /// Serves requests one connection at a time, each on its own thread.
@@ -49,6 +69,11 @@ pub fn serve(listener: UnixListener, mailboxes: Arc<HashMap<String, Arc<Mailbox>
 }
 
 fn handle(stream: UnixStream, mailboxes: &HashMap<String, Arc<Mailbox>>) {
+    if let Err(refusal) = peer_is_root(&stream) {
+        log::warn!("control socket: {refusal}");
+        write_reply(&stream, &ControlReply::error(refusal));
+        return;
+    }
     let reply = match read_request(&stream) {
         Err(e) => ControlReply::error(e),
         Ok(request) => dispatch(request, mailboxes),

@@ -212,13 +212,22 @@ impl Resource for Mount {
         fs::create_dir_all(mp).map_err(|e| {
             DriverError::Failed(format!("{}: creating the mountpoint: {e}", self.doing()))
         })?;
-        let mounted = ctx
-            .runner
-            .run_ok(&Cmd::new(self.mount_argv(), ctx.timeouts.command))
-            .map_err(|e| DriverError::from(e).context(self.doing()));
+        let mounted = match &self.fs {
+            // A bind mount has no options to interpret: one syscall, no program (tests
+            // with a fake /proc record the `mount --bind` command instead).
+            Filesystem::Bind { source, mountpoint } if self.proc.is_none() => {
+                rustix::mount::mount_bind(source.as_path(), mountpoint.as_path())
+                    .map_err(|e| DriverError::Failed(format!("{}: {e}", self.doing())))
+            }
+            _ => ctx
+                .runner
+                .run_ok(&Cmd::new(self.mount_argv(), ctx.timeouts.command))
+                .map(|_| ())
+                .map_err(|e| DriverError::from(e).context(self.doing())),
+        };
         // Whatever happened, the table the next observe reads must show it.
         let _ = self.mounts(ctx, true);
-        mounted.map(|_| ())
+        mounted
     }
 
     fn release(&self, ctx: &Context) -> Result<(), DriverError> {

@@ -193,6 +193,28 @@ cmd_consoles() {
   done
 }
 
+cmd_status() {
+  vagrant_ ssh nfs1 -- sudo /usr/local/bin/hakeep status --all-nodes
+}
+
+# The host-side interface (vnetN) of NODE's NIC on network $2.
+host_port() {
+  "${VIRSH[@]}" domiflist "$(domain_of "$1")" | awk -v n="$2" '$3 == n { print $1 }'
+}
+
+cmd_heartbeat() {
+  local node=$1 action=$2 port bridge
+  port=$(host_port "$node" "$LAB-hb")
+  [ -n "$port" ] || die "$node has no NIC on $LAB-hb"
+  bridge=$("${VIRSH[@]}" net-info "$LAB-hb" | awk '/^Bridge:/ { print $2 }')
+  case $action in
+    cut) ip link set dev "$port" nomaster ;;
+    heal) ip link set dev "$port" master "$bridge" ;;
+    *) die "heartbeat: cut or heal, not '$action'" ;;
+  esac
+  log "heartbeat of $node: $action ($port, bridge $bridge)"
+}
+
 case ${1:-} in
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;

@@ -33,9 +33,11 @@ shell-lint: deps
 lint: rust-lint ansible-lint shell-lint
 
 ## Tiers 1 and 2: unit, rendering + keepalived -t, the agent and operator commands on
-## real keepalived in network namespaces.
+## real keepalived in network namespaces; the D-Bus tests against a real systemd (in a
+## throwaway container).
 rust-test: deps
 	$(CARGO) test --locked
+	scripts/systemd-tests.sh
 
 ## Tier 3: site.yml converges systemd-nspawn containers; idempotence; failover verify.
 molecule: deps

@@ -932,7 +932,7 @@ fn release_takeover_and_maintenance_do_what_they_say() {
                 !Path::new("/var/lib/hakeep/maintenance/ALL").exists(),
                 "the flag leaked to the host"
             );
-            let restarts_before = count_actions(lab, "n1", "restart");
+            let restarts_before = count_actions(lab, "n1", "restart-start");
             let script = lab.service_script.display().to_string();
             let out = lab.exec("n1", &[&script, "stop"])?;
             ensure!(
@@ -952,7 +952,7 @@ fn release_takeover_and_maintenance_do_what_they_say() {
                 );
                 Ok(())
             })?;
-            ensure!(count_actions(lab, "n1", "restart") == restarts_before);
+            ensure!(count_actions(lab, "n1", "restart-start") == restarts_before);
             let (code, s) = status(lab, "n1")?;
             let g = group_of(&s)?;
             ensure!(
@@ -996,7 +996,7 @@ fn release_takeover_and_maintenance_do_what_they_say() {
             let took = lab.wait_only_active("n1", secs(20))?;
             eprintln!("[maintenance] service back {took:.1?} after maintenance off");
             ensure!(
-                count_actions(lab, "n1", "restart") > restarts_before,
+                count_actions(lab, "n1", "restart-start") > restarts_before,
                 "no restart step in n1's actions.log"
             );
             wait_until(

@@ -377,7 +377,7 @@ fn kill_all_in(inodes: &HashSet<u64>) -> Result<()> {
 }
 
 /// The integration-test binaries built on this harness.
-const HARNESS_USERS: &[&str] = &["agent_cluster", "operator", "bench_failover"];
+const HARNESS_USERS: &[&str] = &["agent_cluster", "operator", "bench_failover", "agent_core"];
 
 /// The pid a harness name belongs to: `hkt-<pid>-...`.
 fn owner_of_name(name: &str) -> Option<u32> {
@@ -1155,7 +1155,7 @@ impl Lab {
                  volumes: [none]\n    filesystems:\n      \
                  - {{ device: {dev}, mountpoint: {MOUNTPOINT}, fstype: ext4 }}\n    \
                  ips:\n      - {{ address: {VIP}/24 }}\n    \
-                 services:\n      - {{ script: {script}, timeout: {SERVICE_TIMEOUT} }}\n\
+                 services:\n      - {{ script: {script}, timeout: {SERVICE_TIMEOUT}, interval: 1 }}\n\
                  {checks}",
                 dev = self.loop_dev.as_deref().unwrap_or("/dev/null"),
                 script = self.service_script.display(),

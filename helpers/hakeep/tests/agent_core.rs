@@ -1,0 +1,170 @@
+//! The event-driven agent core on real parts: what the node reports by itself (an
+//! address removed by hand), holds that survive an agent restart, and switchovers back
+//! to back that do not depend on what the target went through before.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{ensure, Context};
+
+mod harness;
+use harness::*;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn group_state(lab: &Lab, node: &str) -> Option<serde_json::Value> {
+    let text = lab.state_json(node)?;
+    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+    state.get("groups")?.get(GROUP).cloned()
+}
+
+/// A floating IP removed by hand from the active node (keepalived does not put it back)
+/// is noticed through netlink and reported: in state.json and by `hakeep status`'s exit
+/// code. The agent reads no `ip` output for it.
+#[test]
+fn a_floating_ip_removed_by_hand_is_reported() {
+    scenario("vip_removed", Lab::builder(), |lab| {
+        lab.wait_only_active("n1", CONVERGE)?;
+        let status = lab.hakeep("n1", &["status", "--node", "n1"])?;
+        ensure!(status.status.code() == Some(0), "status before: {status:?}");
+        let out = lab.exec(
+            "n1",
+            &["ip", "addr", "del", &format!("{VIP}/24"), "dev", IFACE],
+        )?;
+        ensure!(out.status.success(), "ip addr del: {out:?}");
+        let wanted = format!("floating IP {VIP}/24 is missing on the active node");
+        lab.wait("n1 reports its missing floating IP", secs(15), |lab| {
+            group_state(lab, "n1").is_some_and(|g| {
+                g["problems"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|m| m.as_str() == Some(wanted.as_str())))
+            })
+        })?;
+        let status = lab.hakeep("n1", &["status", "--node", "n1"])?;
+        ensure!(
+            status.status.code() == Some(1),
+            "status with the VIP gone should exit 1 (something wrong): {status:?}"
+        );
+        let text = String::from_utf8_lossy(&status.stdout);
+        ensure!(text.contains("missing"), "status does not say so:\n{text}");
+        Ok(())
+    });
+}
+
+/// A hold keeps its kind and its end across an agent restart: released by the operator
+/// for 600 s, the node stays out for those 600 s, not for the configured hold-down.
+#[test]
+fn an_agent_restart_keeps_a_hold_to_its_original_end() {
+    scenario("hold_restart", Lab::builder(), |lab| {
+        lab.wait_only_active("n1", CONVERGE)?;
+        let out = lab.hakeep(
+            "n1",
+            &["release", GROUP, "--hold", "600", "--json", "--node", "n1"],
+        )?;
+        ensure!(out.status.success(), "release: {out:?}");
+        lab.wait_only_active("n2", CONVERGE)?;
+        let before = group_state(lab, "n1").context("n1's group state")?;
+        let until = before["fault"]["hold_down_until"]
+            .as_str()
+            .context("no hold on n1")?
+            .to_string();
+        ensure!(
+            before["fault"]["kind"] == "operator",
+            "hold: {}",
+            before["fault"]
+        );
+        lab.kill_agent("n1")?;
+        lab.start_agent("n1")?;
+        let pid = lab.agent_pid("n1").context("the restarted agent's pid")?;
+        lab.wait("the restarted agent published its state", secs(20), |lab| {
+            lab.state_json("n1")
+                .is_some_and(|t| t.contains(&format!("\"pid\": {pid}")))
+                && group_state(lab, "n1").is_some()
+        })?;
+        // Past several hold-downs (5 s each here): still out, same end.
+        std::thread::sleep(secs(HOLD_DOWN * 2 + 2));
+        let after = group_state(lab, "n1").context("n1's group state after the restart")?;
+        ensure!(
+            after["fault"]["hold_down_until"].as_str() == Some(until.as_str()),
+            "the hold's end moved across the restart: {until} -> {}",
+            after["fault"]
+        );
+        ensure!(
+            after["fault"]["kind"] == "operator",
+            "hold: {}",
+            after["fault"]
+        );
+        ensure!(
+            lab.track_file("n1").as_deref().map(str::trim) == Some("1"),
+            "n1's track file: {:?}",
+            lab.track_file("n1")
+        );
+        lab.check_only_active("n2")?;
+        Ok(())
+    });
+}
+
+/// Switchovers straight after one another, with the production hold-down (60 s): each
+/// target is seen BACKUP before the holder starts to release (the prepare step), so a
+/// target still held from its own step-down a moment ago is ready all the same.
+#[test]
+fn back_to_back_switchovers_wait_for_a_ready_target() {
+    let builder = Lab::builder().ssh().hold_down(60);
+    scenario("back_to_back", builder, |lab| {
+        lab.wait_only_active("n1", CONVERGE)?;
+        for (i, to) in ["n2", "n1", "n2", "n1"].iter().enumerate() {
+            let from = if *to == "n1" { "n2" } else { "n1" };
+            let started = SystemTime::now();
+            let out = lab.hakeep(
+                from,
+                &[
+                    "switchover",
+                    GROUP,
+                    "--to",
+                    to,
+                    "--json",
+                    "--node",
+                    from,
+                    "--wait",
+                    "60",
+                ],
+            )?;
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("switchover {i} output: {out:?}"))?;
+            ensure!(report["ok"] == true, "switchover {i} to {to}: {report}");
+            lab.wait_only_active(to, CONVERGE)?;
+            if i == 0 {
+                continue; // the target had never stepped down: BACKUP all along
+            }
+            // The target left its hold (it stepped down in the previous switchover) and
+            // its keepalived said BACKUP before the holder's first release step.
+            let since = epoch(started);
+            let backup_at = times(&lab.actions_log(to), "event=BACKUP", since);
+            let release_at = times(&lab.actions_log(from), "action=release", since);
+            let first_release = *release_at.first().context("no release step")?;
+            ensure!(
+                backup_at.iter().any(|t| *t <= first_release),
+                "switchover {i}: {to} was not BACKUP before {from} released \
+                 (BACKUP at {backup_at:?}, release at {release_at:?})"
+            );
+        }
+        Ok(())
+    });
+}
+
+fn epoch(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Times (ms since the epoch) of the actions.log lines of GROUP containing `needle`,
+/// from `since` on.
+fn times(log: &str, needle: &str, since: u64) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains(&format!("group={GROUP} ")) && l.contains(needle))
+        .filter_map(|l| epoch_ms(l.split_whitespace().next()?))
+        .filter(|t| *t >= since)
+        .collect()
+}

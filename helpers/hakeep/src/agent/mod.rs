@@ -209,7 +209,7 @@ impl SafetyNet {
         if let Err(e) = self.addresses.resync() {
             log::warn!("re-reading the node's addresses: {e}");
         }
-        if let Err(e) = crate::observe::mounts::MountSource::refresh(self.mounts.as_ref()) {
+        if let Err(e) = crate::drivers::procfs::MountSource::refresh(self.mounts.as_ref()) {
             log::warn!("re-reading the mount table: {e}");
         }
     }

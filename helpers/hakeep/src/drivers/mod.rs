@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::config::{Cluster, Group};
 use crate::exec::{ExecError, Runner};
-use crate::observe::mounts::{MountSource, ProcMounts};
+use procfs::{MountSource, ProcMounts};
 
 pub mod filesystem;
 pub mod procfs;

@@ -6,6 +6,44 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where drivers read the mount table from.
+pub trait MountSource: Send + Sync {
+    /// The table as last read.
+    fn entries(&self) -> std::io::Result<Arc<Vec<MountEntry>>>;
+    /// Reads the table now (after a mount or unmount of our own, before verifying it).
+    fn refresh(&self) -> std::io::Result<Arc<Vec<MountEntry>>>;
+}
+
+/// Reads `PROC/self/mountinfo` on every call (tests, one-shot commands).
+pub struct ProcMounts {
+    /// None: /proc.
+    proc: Option<PathBuf>,
+}
+
+impl ProcMounts {
+    pub const fn host() -> Self {
+        ProcMounts { proc: None }
+    }
+
+    pub fn new(proc: impl Into<PathBuf>) -> Self {
+        ProcMounts {
+            proc: Some(proc.into()),
+        }
+    }
+}
+
+impl MountSource for ProcMounts {
+    fn entries(&self) -> std::io::Result<Arc<Vec<MountEntry>>> {
+        let proc = self.proc.as_deref().unwrap_or(Path::new("/proc"));
+        read_mountinfo(proc).map(Arc::new)
+    }
+
+    fn refresh(&self) -> std::io::Result<Arc<Vec<MountEntry>>> {
+        self.entries()
+    }
+}
 
 /// One line of /proc/PID/mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,44 +11,7 @@ use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-use crate::drivers::procfs::{self, MountEntry};
-
-/// Where drivers read the mount table from.
-pub trait MountSource: Send + Sync {
-    /// The table as last read.
-    fn entries(&self) -> std::io::Result<Arc<Vec<MountEntry>>>;
-    /// Reads the table now (after a mount or unmount of our own, before verifying it).
-    fn refresh(&self) -> std::io::Result<Arc<Vec<MountEntry>>>;
-}
-
-/// Reads `PROC/self/mountinfo` on every call (tests, one-shot commands).
-pub struct ProcMounts {
-    /// None: /proc.
-    proc: Option<PathBuf>,
-}
-
-impl ProcMounts {
-    pub const fn host() -> Self {
-        ProcMounts { proc: None }
-    }
-
-    pub fn new(proc: impl Into<PathBuf>) -> Self {
-        ProcMounts {
-            proc: Some(proc.into()),
-        }
-    }
-}
-
-impl MountSource for ProcMounts {
-    fn entries(&self) -> std::io::Result<Arc<Vec<MountEntry>>> {
-        let proc = self.proc.as_deref().unwrap_or(Path::new("/proc"));
-        procfs::read_mountinfo(proc).map(Arc::new)
-    }
-
-    fn refresh(&self) -> std::io::Result<Arc<Vec<MountEntry>>> {
-        self.entries()
-    }
-}
+use crate::drivers::procfs::{self, MountEntry, MountSource};
 
 /// The live table of the agent's mount namespace, re-read only when the kernel says it
 /// changed. `on_change` gets the watched mountpoints whose presence changed.

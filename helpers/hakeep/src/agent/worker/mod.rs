@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{AgentSettings, Cluster, Group};
+use crate::drivers::procfs::MountSource;
 use crate::drivers::{self, Context, Resource, Timeouts, Units};
 use crate::exec::Runner;
-use crate::observe::mounts::MountSource;
 use crate::observe::AddressView;
 use crate::runtime::state::{timestamp, Transition};
 use crate::runtime::{Paths, VrrpState};

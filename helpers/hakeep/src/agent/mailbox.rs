@@ -16,6 +16,10 @@ pub struct Input {
     pub trigger: String,
     /// Bumped on every post; the worker acts when it sees a new one.
     pub seq: u64,
+    /// Whether keepalived's state (or its absence) has been established at all: a nudge
+    /// from systemd or the kernel before the agent's first resync must not make the
+    /// worker act on the defaults (keepalived "not running" would release the group).
+    pub known: bool,
 }
 
 /// An operator's request for this group, with where to send the answer.
@@ -38,6 +42,7 @@ impl Mailbox {
                 keepalived_running: false,
                 trigger: "agent start".into(),
                 seq: 0,
+                known: false,
             }),
             requests: Mutex::new(Vec::new()),
             changed: Condvar::new(),
@@ -54,6 +59,7 @@ impl Mailbox {
         input.keepalived_running = keepalived_running;
         input.trigger = trigger.to_string();
         input.seq += 1;
+        input.known = true;
         self.changed.notify_all();
     }
 
@@ -102,6 +108,7 @@ impl Mailbox {
                 keepalived_running: false,
                 trigger: "poisoned".into(),
                 seq: seen,
+                known: false,
             };
         };
         match self

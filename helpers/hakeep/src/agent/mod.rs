@@ -66,8 +66,20 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
             .map(|g| (g.name.clone(), Arc::new(Mailbox::new())))
             .collect(),
     );
-    let routes = Arc::new(routes::Routes::new(cluster, node, mailboxes.clone()));
 
+    let runner: Arc<dyn Runner> = Arc::new(SystemRunner);
+    let records = Arc::new(records::Records::new(
+        &cluster.name,
+        node,
+        &paths.state_json,
+        &paths.actions_log,
+    ));
+    let routes = Arc::new(routes::Routes::new(
+        cluster,
+        node,
+        mailboxes.clone(),
+        records.clone(),
+    ));
     let to_mounts = routes.clone();
     let mounts = MountTable::start(routes.mountpoints(), move |changed| {
         to_mounts.mounts_changed(changed)
@@ -93,13 +105,6 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         None => Arc::new(NoSystemd("no group on this node protects a systemd unit")),
     };
 
-    let runner: Arc<dyn Runner> = Arc::new(SystemRunner);
-    let records = Arc::new(records::Records::new(
-        &cluster.name,
-        node,
-        &paths.state_json,
-        &paths.actions_log,
-    ));
     let env = Arc::new(worker::Env {
         runner: runner.clone(),
         units,

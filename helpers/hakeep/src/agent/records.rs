@@ -81,6 +81,18 @@ impl Records {
         self.append(&line);
     }
 
+    /// Records a floating IP of the group appearing or disappearing, as netlink told it.
+    /// A removal keepalived did not make (its VIP deleted by hand) is worth knowing even
+    /// after keepalived has put the address back.
+    pub fn log_address(&self, group: &str, address: &str, interface: &str, added: bool) {
+        let event = if added { "address-added" } else { "address-removed" };
+        let line = format!(
+            "{} group={group} event={event} address={address} interface={interface} source=netlink\n",
+            timestamp(SystemTime::now()),
+        );
+        self.append(&line);
+    }
+
     pub fn set_group(&self, name: &str, group: GroupState) {
         self.update(|s| {
             if s.groups.get(name) == Some(&group) {

@@ -10,9 +10,11 @@ use crate::config::{Cluster, Service};
 use crate::observe::addresses::AddressEvent;
 
 use super::mailbox::Mailbox;
+use super::records::Records;
 
 pub struct Routes {
     mailboxes: Arc<HashMap<String, Arc<Mailbox>>>,
+    records: Arc<Records>,
     units: HashMap<String, Vec<String>>,
     mountpoints: HashMap<PathBuf, Vec<String>>,
     /// A floating IP (on any interface) → its groups.
@@ -24,9 +26,11 @@ impl Routes {
         cluster: &Cluster,
         node: &str,
         mailboxes: Arc<HashMap<String, Arc<Mailbox>>>,
+        records: Arc<Records>,
     ) -> Self {
         let mut routes = Routes {
             mailboxes,
+            records,
             units: HashMap::new(),
             mountpoints: HashMap::new(),
             addresses: HashMap::new(),
@@ -89,6 +93,14 @@ impl Routes {
         } else {
             "removed from"
         };
+        let cidr = format!("{}/{}", event.address, event.prefix);
+        for group in self.addresses.get(&event.address).into_iter().flatten() {
+            self.records
+                .log_address(group, &cidr, &event.interface, event.added);
+            if !event.added {
+                log::info!("group {group}: floating IP {cidr} {what} {}", event.interface);
+            }
+        }
         self.wake(
             self.addresses.get(&event.address),
             &format!("address {} {what} {}", event.address, event.interface),

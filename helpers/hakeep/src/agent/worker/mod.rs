@@ -102,6 +102,10 @@ impl Worker {
             let input = mailbox.latest();
             let new_input = input.seq != seen;
             seen = input.seq;
+            if !input.known {
+                // Nothing is known of keepalived yet: never act on the defaults.
+                continue;
+            }
             let resync_due = last_converge.elapsed() >= self.resync_interval();
             // A watched failure is handled (restart or fault) before any converge, so a
             // resync never restarts a crashed service behind the restart budget's back.

@@ -19,35 +19,31 @@ fn group_state(lab: &Lab, node: &str) -> Option<serde_json::Value> {
     state.get("groups")?.get(GROUP).cloned()
 }
 
-/// A floating IP removed by hand from the active node (keepalived does not put it back)
-/// is noticed through netlink and reported: in state.json and by `hakeep status`'s exit
-/// code. The agent reads no `ip` output for it.
+/// A floating IP removed by hand from the active node is noticed through netlink (the
+/// agent runs no `ip` to look) and recorded in actions.log. keepalived 2.2.7 answers the
+/// removal of its VIP by leaving MASTER and entering it again, which puts the address
+/// back; the group then serves again from the same node.
 #[test]
-fn a_floating_ip_removed_by_hand_is_reported() {
+fn a_floating_ip_removed_by_hand_is_recorded() {
     scenario("vip_removed", Lab::builder(), |lab| {
         lab.wait_only_active("n1", CONVERGE)?;
-        let status = lab.hakeep("n1", &["status", "--node", "n1"])?;
-        ensure!(status.status.code() == Some(0), "status before: {status:?}");
         let out = lab.exec(
             "n1",
             &["ip", "addr", "del", &format!("{VIP}/24"), "dev", IFACE],
         )?;
         ensure!(out.status.success(), "ip addr del: {out:?}");
-        let wanted = format!("floating IP {VIP}/24 is missing on the active node");
-        lab.wait("n1 reports its missing floating IP", secs(15), |lab| {
-            group_state(lab, "n1").is_some_and(|g| {
-                g["problems"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|m| m.as_str() == Some(wanted.as_str())))
-            })
+        let recorded =
+            format!("group={GROUP} event=address-removed address={VIP}/24 interface={IFACE}");
+        lab.wait(
+            "n1 records the removal of its floating IP",
+            secs(10),
+            |lab| lab.actions_log("n1").contains(&recorded),
+        )?;
+        lab.wait_only_active("n1", CONVERGE)?;
+        lab.wait("n1 says all is as intended again", secs(20), |lab| {
+            lab.hakeep("n1", &["status", "--node", "n1"])
+                .is_ok_and(|o| o.status.code() == Some(0))
         })?;
-        let status = lab.hakeep("n1", &["status", "--node", "n1"])?;
-        ensure!(
-            status.status.code() == Some(1),
-            "status with the VIP gone should exit 1 (something wrong): {status:?}"
-        );
-        let text = String::from_utf8_lossy(&status.stdout);
-        ensure!(text.contains("missing"), "status does not say so:\n{text}");
         Ok(())
     });
 }

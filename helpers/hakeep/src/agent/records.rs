@@ -85,7 +85,11 @@ impl Records {
     /// A removal keepalived did not make (its VIP deleted by hand) is worth knowing even
     /// after keepalived has put the address back.
     pub fn log_address(&self, group: &str, address: &str, interface: &str, added: bool) {
-        let event = if added { "address-added" } else { "address-removed" };
+        let event = if added {
+            "address-added"
+        } else {
+            "address-removed"
+        };
         let line = format!(
             "{} group={group} event={event} address={address} interface={interface} source=netlink\n",
             timestamp(SystemTime::now()),

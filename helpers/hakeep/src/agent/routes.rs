@@ -98,7 +98,10 @@ impl Routes {
             self.records
                 .log_address(group, &cidr, &event.interface, event.added);
             if !event.added {
-                log::info!("group {group}: floating IP {cidr} {what} {}", event.interface);
+                log::info!(
+                    "group {group}: floating IP {cidr} {what} {}",
+                    event.interface
+                );
             }
         }
         self.wake(

@@ -9,15 +9,14 @@
 //!     cargo test --test agent_cluster -- --nocapture
 //!     HAKEEP_MEASURE=1 cargo test --test agent_cluster measure -- --nocapture
 
-mod harness;
-
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use harness::*;
+
+use crate::harness::*;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

@@ -9,8 +9,6 @@
 //!
 //!     cargo test --test operator -- --nocapture
 
-mod harness;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,8 +21,9 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use harness::*;
 use serde_json::Value;
+
+use crate::harness::*;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

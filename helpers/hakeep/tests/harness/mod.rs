@@ -377,7 +377,7 @@ fn kill_all_in(inodes: &HashSet<u64>) -> Result<()> {
 }
 
 /// The integration-test binaries built on this harness.
-const HARNESS_USERS: &[&str] = &["agent_cluster", "operator", "bench_failover", "agent_core"];
+const HARNESS_USERS: &[&str] = &["integration", "bench_failover"];
 
 /// The pid a harness name belongs to: `hkt-<pid>-...`.
 fn owner_of_name(name: &str) -> Option<u32> {

@@ -62,5 +62,7 @@ lab-status:
 lab-destroy:
 	scripts/lab.sh down
 
+## Tier 5: cargo bench --bench config and --bench failover (B1-B5 on the tier-2 lab, a
+## plain program on tests/harness; root); writes docs/benchmarks.md and docs/bench/*.csv.
 bench: deps
 	scripts/bench.sh

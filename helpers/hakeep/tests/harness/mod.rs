@@ -376,8 +376,9 @@ fn kill_all_in(inodes: &HashSet<u64>) -> Result<()> {
     Ok(())
 }
 
-/// The integration-test binaries built on this harness.
-const HARNESS_USERS: &[&str] = &["integration", "bench_failover"];
+/// The binaries built on this harness: the integration tests (tests/main.rs) and the
+/// failover benchmark (benches/failover.rs); cargo names them `<target>-<hash>`.
+const HARNESS_USERS: &[&str] = &["integration", "failover"];
 
 /// The pid a harness name belongs to: `hkt-<pid>-...`.
 fn owner_of_name(name: &str) -> Option<u32> {
@@ -2400,12 +2401,13 @@ pub fn parse_actions(log: &str) -> Vec<Action> {
 // ---------------------------------------------------------------------------------------
 // Tests of the harness's own pure parts
 
+// The imports are inside the tests: benches/failover.rs also compiles this module under
+// `--cfg test` (clippy --all-targets), without the tests.
 #[cfg(test)]
 mod unit {
-    use super::*;
-
     #[test]
     fn fib_trie_local_addresses() {
+        use super::*;
         let trie = "Local:\n  +-- 0.0.0.0/1 2 0 2\n     +-- 10.213.0.0/24 2 0 1\n\
                     \x20       |-- 10.213.0.0\n           /24 link UNICAST\n\
                     \x20       |-- 10.213.0.100\n           /32 host LOCAL\n\
@@ -2418,6 +2420,7 @@ mod unit {
 
     #[test]
     fn cargo_test_binaries_are_recognised() {
+        use super::*;
         assert!(is_cargo_test_binary(Path::new(
             "/work/target/release/deps/bench_failover-c04a16ab53371219"
         )));
@@ -2429,6 +2432,7 @@ mod unit {
 
     #[test]
     fn owner_pids_come_from_names() {
+        use super::*;
         assert_eq!(owner_of_name("hkt-1234-n1"), Some(1234));
         assert_eq!(owner_of_name("hkt-1234-br"), Some(1234));
         assert_eq!(owner_of_name("hkt-x-br"), None);

@@ -36,6 +36,9 @@
 //! group counts, default 1,8,32,64), HAKEEP_BENCH_OUT (default docs/bench of the
 //! repository).
 
+// The bench uses a part of the harness, the integration tests (tests/main.rs, where dead
+// code is checked) the rest.
+#[allow(dead_code)]
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 

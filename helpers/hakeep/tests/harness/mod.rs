@@ -45,7 +45,6 @@
 //! developers on one machine) never tear down each other's labs.
 //!
 //! Labs are serialized within a process by a global lock held for a lab's lifetime.
-#![allow(dead_code)] // every test binary that includes the harness uses a different part
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -108,6 +107,7 @@ const SERVICE_TIMEOUT: u64 = 20;
 /// Baseline labs ([`LabBuilder::baseline`]): the notify script inside each node (root's,
 /// in the node's private /run, so keepalived's script security accepts it) and its log.
 pub const BASELINE_SCRIPT: &str = "/run/hakeep-baseline/notify";
+#[allow(dead_code, reason = "only benches/failover.rs uses it")]
 pub const BASELINE_LOG: &str = "/var/log/hakeep-baseline.log";
 /// Light groups ([`LabBuilder::light_groups`]): bind sources and mountpoints in each node.
 pub const LIGHT_DATA: &str = "/srv/hkt-data";
@@ -126,6 +126,7 @@ pub fn light_vip(i: usize) -> String {
 }
 
 /// TCP port of light group `i`'s busybox httpd.
+#[allow(dead_code, reason = "only benches/failover.rs uses it")]
 pub fn light_port(i: usize) -> u16 {
     9000 + i as u16
 }
@@ -206,6 +207,7 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> 
 }
 
 /// Waits (bounded) for a started child and collects its output.
+#[allow(dead_code, reason = "only Lab::power_off uses it")]
 fn run_wait(mut child: Child, timeout: Duration) -> Result<Output> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -750,6 +752,7 @@ impl LabBuilder {
 
     /// cluster.yml `keepalived.advert_int` (as written, e.g. "1", "0.2") and
     /// `vrrp_version` (default "1" and 2).
+    #[allow(dead_code, reason = "only benches/failover.rs uses it")]
     pub fn vrrp(mut self, advert_int: &str, vrrp_version: u8) -> Self {
         self.advert_int = advert_int.to_string();
         self.vrrp_version = vrrp_version;
@@ -758,6 +761,7 @@ impl LabBuilder {
 
     /// Instead of the `web` group (loop device, python http.server), `n` light groups
     /// `g01`.. (see the module docs); no loop device is made. 1 to [`MAX_LIGHT_GROUPS`].
+    #[allow(dead_code, reason = "only benches/failover.rs uses it")]
     pub fn light_groups(mut self, n: usize) -> Self {
         self.light_groups = n;
         self
@@ -768,6 +772,7 @@ impl LabBuilder {
     /// VIP, track file) without the notify FIFO, with `script_user root` and the classic
     /// notify_master/backup/fault/stop lines running [`BASELINE_SCRIPT`]. Only with the
     /// `web` group.
+    #[allow(dead_code, reason = "only benches/failover.rs uses it")]
     pub fn baseline(mut self) -> Self {
         self.baseline = true;
         self.agent = false;
@@ -1505,6 +1510,7 @@ impl Lab {
         self.has_mount(name) && self.has_vip(name)
     }
 
+    #[allow(dead_code, reason = "only benches/failover.rs uses it")]
     pub fn holds_nothing(&self, name: &str) -> bool {
         !self.has_mount(name) && !self.has_vip(name) && !self.service_running(name)
     }
@@ -1694,6 +1700,7 @@ impl Lab {
     /// the command, so no fork lies in between); then the agent (if any) is SIGKILLed too,
     /// so it neither releases nor competes for the CPUs with the peer's takeover. What the
     /// node held stays as it was. Returns (time of the SIGKILL, time the link was down).
+    #[allow(dead_code, reason = "only benches/failover.rs uses it")]
     pub fn power_off(&mut self, name: &str) -> Result<(SystemTime, SystemTime)> {
         let i = self.idx(name);
         let netns = self.nodes[i].netns.clone();
@@ -1738,6 +1745,7 @@ impl Lab {
     /// Stops keepalived the orderly way (SIGTERM, as `systemctl stop keepalived` does): it
     /// sends priority-0 adverts, drops its VIPs and runs the notify_stop scripts. Waits
     /// (bounded) until it has exited and reaps it. Returns the time of the SIGTERM.
+    #[allow(dead_code, reason = "only benches/failover.rs uses it")]
     pub fn stop_keepalived(&mut self, name: &str) -> Result<SystemTime> {
         let i = self.idx(name);
         let Some(mut child) = self.nodes[i].keepalived.take() else {
@@ -1760,6 +1768,7 @@ impl Lab {
     }
 
     /// The baseline notify script's log in a node ([`BASELINE_LOG`]).
+    #[allow(dead_code, reason = "only benches/failover.rs uses it")]
     pub fn baseline_log(&self, name: &str) -> String {
         self.read_node_file(name, BASELINE_LOG).unwrap_or_default()
     }
@@ -1949,28 +1958,12 @@ impl Lab {
         fs::read_to_string(self.node(name).sshd_log()).unwrap_or_default()
     }
 
-    /// Stops a node's sshd (SIGKILL) and reaps it.
-    pub fn stop_sshd(&mut self, name: &str) -> Result<()> {
-        let i = self.idx(name);
-        let Some(mut child) = self.nodes[i].sshd.take() else {
-            bail!("{name}: sshd is not running");
-        };
-        child.kill()?;
-        child.wait()?;
-        Ok(())
-    }
-
     /// Whether something in the node listens on a TCP (IPv4) port, from /proc/HOLDER/net/tcp.
     pub fn listens_on(&self, name: &str, port: u16) -> bool {
         listens_on(self.holder_pid(name), port)
     }
 
     // -- operator commands ----------------------------------------------------------------
-
-    /// The copy of hakeep that the nodes run (cluster.yml `ssh.hakeep` too).
-    pub fn hakeep_path(&self) -> &Path {
-        &self.hakeep
-    }
 
     /// Runs `hakeep -c CONFIG ARGS...` inside a node (the lab's cluster.yml), as an operator
     /// on that node would. Ok(output) whatever the exit code.

@@ -37,8 +37,8 @@
 //! repository).
 
 // The bench uses a part of the harness, the integration tests (tests/main.rs, where dead
-// code is checked) the rest.
-#[allow(dead_code)]
+// code and unused re-exports are checked) the rest.
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 

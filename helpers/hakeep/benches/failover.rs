@@ -1453,6 +1453,11 @@ const PARTS: [(&str, fn()); 2] = [
     ("remove_leftover_labs", remove_leftover_labs),
 ];
 
+const USAGE: &str = "usage: failover [--list] [FILTER...] \
+                     (parts: failover_benchmarks, remove_leftover_labs)";
+
+/// `failover [--list] [FILTER...]`: runs the parts whose name contains a FILTER (every part
+/// without one), as the test filter of `cargo test` selected them.
 fn main() -> ExitCode {
     let mut filters = Vec::new();
     for arg in std::env::args().skip(1) {
@@ -1466,24 +1471,21 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             a if a.starts_with('-') => {
-                eprintln!(
-                    "failover: unknown option {a}\nusage: failover [--list] [PART FILTER...] \
-                     (parts: failover_benchmarks, remove_leftover_labs)"
-                );
+                eprintln!("failover: unknown option {a}\n{USAGE}");
                 return ExitCode::from(2);
             }
             _ => filters.push(arg),
         }
     }
-    let selected: Vec<_> = PARTS
-        .into_iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    if selected.is_empty() {
-        eprintln!("failover: no part matches {filters:?} (parts: failover_benchmarks, remove_leftover_labs)");
+    let selected =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    if !PARTS.iter().any(|(name, _)| selected(name)) {
+        eprintln!("failover: no part matches {filters:?}\n{USAGE}");
     }
-    for (_, part) in selected {
-        part();
+    for (name, part) in PARTS {
+        if selected(name) {
+            part();
+        }
     }
     ExitCode::SUCCESS
 }

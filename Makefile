@@ -34,7 +34,8 @@ lint: rust-lint ansible-lint shell-lint
 
 ## Tiers 1 and 2: unit, rendering + keepalived -t, the agent and operator commands on
 ## real keepalived in network namespaces; the D-Bus tests against a real systemd (in a
-## throwaway container).
+## throwaway container). The integration tests are one binary (helpers/hakeep/tests/main.rs):
+## `cargo test --test integration operator::` runs a module.
 rust-test: deps
 	$(CARGO) test --locked
 	scripts/systemd-tests.sh

@@ -669,8 +669,8 @@ impl System {
 }
 
 /// Runs a configuration, and once more if it fails: a lab can be lost to something outside
-/// it (a test harness of another checkout that does not know this test binary removes
-/// its labs as leftovers). Counts the retries.
+/// it (a harness of another checkout that does not know this binary removes its labs as
+/// leftovers). Counts the retries.
 fn retried<T>(what: &str, retries: &mut usize, mut f: impl FnMut() -> Result<T>) -> Result<T> {
     match f() {
         Ok(v) => Ok(v),
@@ -1276,7 +1276,7 @@ fn b4_run(lab: &mut Lab, groups: usize, run: usize, victim: &str, tck: u64) -> R
 // The benchmark
 
 /// For scripts/bench.sh after a killed run: removes the labs (namespaces, links, loop
-/// devices, their processes) of test processes that are gone.
+/// devices, their processes) of test and bench processes that are gone.
 fn remove_leftover_labs() {
     if std::env::var("HAKEEP_BENCH_CLEANUP").as_deref() != Ok("1") || !require_root("cleanup") {
         return;
@@ -1296,8 +1296,8 @@ const META_HEADER: &[&str] = &[
 ];
 
 /// docs/bench/meta.csv: one row per part (the last run of it): when, how long, how many
-/// runs, the build profile of hakeep (the harness runs the binary of the test's own
-/// profile), keepalived's version.
+/// runs, the build profile of hakeep (the harness runs the binary of the bench's own
+/// profile, `bench`, which is `release`), keepalived's version.
 fn write_meta(out: &Path, part: &str, elapsed_s: u64, runs: usize, retries: usize) -> Result<()> {
     let path = out.join("meta.csv");
     let mut csv = Csv::read(&path, META_HEADER).unwrap_or_else(|| Csv::new(META_HEADER));

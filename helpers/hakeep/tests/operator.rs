@@ -7,7 +7,7 @@
 //! (sshd) and openssh-client (ssh-keygen), and python3-jsonschema for the schema test
 //! (scripts/install-deps.sh installs them). Labs are serialized by the harness's lock.
 //!
-//!     cargo test --test operator -- --nocapture
+//!     cargo test --test integration operator:: -- --nocapture
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

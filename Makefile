@@ -34,7 +34,8 @@ lint: rust-lint ansible-lint shell-lint
 
 ## Tiers 1 and 2: unit, rendering + keepalived -t, the agent and operator commands on
 ## real keepalived in network namespaces; the D-Bus tests against a real systemd (in a
-## throwaway container).
+## throwaway container). The integration tests are one binary (helpers/hakeep/tests/main.rs):
+## `cargo test --test integration operator::` runs a module.
 rust-test: deps
 	$(CARGO) test --locked
 	scripts/systemd-tests.sh
@@ -62,5 +63,7 @@ lab-status:
 lab-destroy:
 	scripts/lab.sh down
 
+## Tier 5: cargo bench --bench config and --bench failover (B1-B5 on the tier-2 lab, a
+## plain program on tests/harness; root); writes docs/benchmarks.md and docs/bench/*.csv.
 bench: deps
 	scripts/bench.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes docs/benchmarks.md (raw data under docs/bench/).
 #   1. configuration: validate + render in-process (cargo bench --bench config)
-#   2. failover B1-B5 on the tier-2 lab (helpers/hakeep/tests/bench_failover.rs): real
-#      keepalived and hakeep agents in network namespaces; needs root; about 8 minutes.
+#   2. failover B1-B5 on the tier-2 lab (cargo bench --bench failover, a plain program:
+#      helpers/hakeep/benches/failover.rs on tests/harness): real keepalived and hakeep
+#      agents in network namespaces; needs root; about 8 minutes.
 # Knobs (environment): HAKEEP_BENCH_RUNS (B1/B2 runs per configuration, default 10),
 # HAKEEP_BENCH_SCALE_RUNS (B4, default 5), HAKEEP_BENCH_ONLY (b1,b2,b4),
 # HAKEEP_BENCH_TIMEOUT (seconds for the failover part, default 2400).
@@ -22,18 +23,17 @@ main() {
   echo "== configuration benchmark (cargo bench --bench config)"
   cargo bench --locked --bench config 2>/dev/null | grep '^|' > docs/bench/config.md
 
-  # The lab runs the hakeep binary cargo builds for the test's own profile
-  # (CARGO_BIN_EXE_hakeep): --release measures the release binary.
-  echo "== building the failover benchmark (release profile)"
-  cargo test --locked --release --test bench_failover --no-run
+  # The lab runs the hakeep binary cargo builds for the bench's own profile
+  # (CARGO_BIN_EXE_hakeep): `bench`, which is the release profile.
+  echo "== building the failover benchmark (bench profile = release)"
+  cargo bench --locked --bench failover --no-run
 
   echo "== failover benchmark B1-B5 (progress below; full log in target/bench-failover.log)"
   rc=0
-  # timeout kills the whole process group (cargo and the test binary); what its labs leave is
-  # removed below.
+  # timeout kills the whole process group (cargo and the bench binary); what its labs leave
+  # is removed below.
   HAKEEP_BENCH=1 timeout --kill-after=30 "${HAKEEP_BENCH_TIMEOUT:-2400}" \
-    cargo test --locked --release --test bench_failover -- \
-    --nocapture --test-threads=1 --include-ignored failover_benchmarks \
+    cargo bench --locked --bench failover -- failover_benchmarks \
     > target/bench-failover.log 2>&1 &
   bench_pid=$!
   # Show the progress lines while it runs (bounded by the benchmark's own timeout).
@@ -41,9 +41,9 @@ main() {
   wait "$bench_pid" || rc=$?
   if [ "$rc" -ne 0 ]; then
     echo "the failover benchmark failed (exit $rc); see target/bench-failover.log" >&2
-    # A killed run (timeout) leaves its labs: remove what belongs to no live test process.
-    HAKEEP_BENCH_CLEANUP=1 timeout 120 cargo test --locked --release --test bench_failover -- \
-      --test-threads=1 --include-ignored remove_leftover_labs >/dev/null 2>&1 || true
+    # A killed run (timeout) leaves its labs: remove what belongs to no live process.
+    HAKEEP_BENCH_CLEANUP=1 timeout 120 cargo bench --locked --bench failover -- \
+      remove_leftover_labs >/dev/null 2>&1 || true
   fi
 
   elapsed=$(($(date +%s) - started))

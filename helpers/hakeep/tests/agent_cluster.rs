@@ -6,10 +6,8 @@
 //! Needs root (skipped loudly without it; a failure under CI). Labs share names and are
 //! serialized by the harness's lock. `HAKEEP_MEASURE=1` adds the failover measurement.
 //!
-//!     cargo test --test agent_cluster -- --nocapture
-//!     HAKEEP_MEASURE=1 cargo test --test agent_cluster measure -- --nocapture
-
-mod harness;
+//!     cargo test --test integration agent_cluster:: -- --nocapture
+//!     HAKEEP_MEASURE=1 cargo test --test integration agent_cluster::measure -- --nocapture
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -17,7 +15,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use harness::*;
+
+use crate::harness::*;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{ensure, Context};
 
-mod harness;
-use harness::*;
+use crate::harness::*;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

@@ -7,9 +7,7 @@
 //! (sshd) and openssh-client (ssh-keygen), and python3-jsonschema for the schema test
 //! (scripts/install-deps.sh installs them). Labs are serialized by the harness's lock.
 //!
-//!     cargo test --test operator -- --nocapture
-
-mod harness;
+//!     cargo test --test integration operator:: -- --nocapture
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -23,8 +21,9 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use harness::*;
 use serde_json::Value;
+
+use crate::harness::*;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

@@ -16,14 +16,19 @@
 //! - B5 footprint: the agent's RSS and CPU, idle and during B4.
 //!
 //! A benchmark, not a test: nothing here asserts a time. Every wait is bounded; a
-//! configuration that fails is reported and the others still run (the test fails at the
-//! end). Raw data goes to docs/bench/*.csv, the tables to docs/bench/failover.md
+//! configuration that fails is reported and the others still run (the program fails at
+//! the end). Raw data goes to docs/bench/*.csv, the tables to docs/bench/failover.md
 //! (scripts/bench.sh puts them into docs/benchmarks.md).
 //!
-//! Opt-in, as root (the functions are `#[ignore]`d and also need HAKEEP_BENCH=1, so a
-//! plain `cargo test` never runs them):
+//! A plain program (`harness = false`) with two parts, each opt-in by its own variable so
+//! that a plain `cargo bench` runs neither (root is needed too):
 //!
-//!     HAKEEP_BENCH=1 cargo test --release --test bench_failover -- --include-ignored --nocapture
+//!     HAKEEP_BENCH=1 cargo bench --bench failover -- failover_benchmarks
+//!     HAKEEP_BENCH_CLEANUP=1 cargo bench --bench failover -- remove_leftover_labs
+//!
+//! Arguments select parts as a test filter would (a part runs when an argument is part of
+//! its name; none: both parts); `--bench`, which `cargo bench` adds, is ignored; `--list`
+//! prints the parts.
 //!
 //! HAKEEP_BENCH_RUNS (B1, B2 runs per configuration, default 10), HAKEEP_BENCH_SCALE_RUNS
 //! (B4 runs per group count, default 5), HAKEEP_BENCH_ONLY (comma list of b1, b2, b4;
@@ -31,13 +36,17 @@
 //! group counts, default 1,8,32,64), HAKEEP_BENCH_OUT (default docs/bench of the
 //! repository).
 
+// The bench uses a part of the harness, the integration tests (tests/main.rs, where dead
+// code and unused re-exports are checked) the rest.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/harness/mod.rs"]
 mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -660,8 +669,8 @@ impl System {
 }
 
 /// Runs a configuration, and once more if it fails: a lab can be lost to something outside
-/// it (a test harness of another checkout that does not know this test binary removes
-/// its labs as leftovers). Counts the retries.
+/// it (a harness of another checkout that does not know this binary removes its labs as
+/// leftovers). Counts the retries.
 fn retried<T>(what: &str, retries: &mut usize, mut f: impl FnMut() -> Result<T>) -> Result<T> {
     match f() {
         Ok(v) => Ok(v),
@@ -1267,9 +1276,7 @@ fn b4_run(lab: &mut Lab, groups: usize, run: usize, victim: &str, tck: u64) -> R
 // The benchmark
 
 /// For scripts/bench.sh after a killed run: removes the labs (namespaces, links, loop
-/// devices, their processes) of test processes that are gone.
-#[test]
-#[ignore = "clean-up for scripts/bench.sh after a killed run"]
+/// devices, their processes) of test and bench processes that are gone.
 fn remove_leftover_labs() {
     if std::env::var("HAKEEP_BENCH_CLEANUP").as_deref() != Ok("1") || !require_root("cleanup") {
         return;
@@ -1289,8 +1296,8 @@ const META_HEADER: &[&str] = &[
 ];
 
 /// docs/bench/meta.csv: one row per part (the last run of it): when, how long, how many
-/// runs, the build profile of hakeep (the harness runs the binary of the test's own
-/// profile), keepalived's version.
+/// runs, the build profile of hakeep (the harness runs the binary of the bench's own
+/// profile, `bench`, which is `release`), keepalived's version.
 fn write_meta(out: &Path, part: &str, elapsed_s: u64, runs: usize, retries: usize) -> Result<()> {
     let path = out.join("meta.csv");
     let mut csv = Csv::read(&path, META_HEADER).unwrap_or_else(|| Csv::new(META_HEADER));
@@ -1327,8 +1334,7 @@ fn write_meta(out: &Path, part: &str, elapsed_s: u64, runs: usize, retries: usiz
     csv.write(&path)
 }
 
-#[test]
-#[ignore = "benchmark: run by `make bench`"]
+/// The benchmark, run by `make bench`: B1-B5, the CSVs and failover.md.
 fn failover_benchmarks() {
     if std::env::var("HAKEEP_BENCH").as_deref() != Ok("1") {
         eprintln!("failover_benchmarks: skipped (opt-in: HAKEEP_BENCH=1, as root; `make bench`)");
@@ -1439,6 +1445,49 @@ fn failover_benchmarks() {
         errors.len(),
         errors.join("\n")
     );
+}
+
+/// The parts, in the order they run (a failing part panics: the exit status is then 101).
+const PARTS: [(&str, fn()); 2] = [
+    ("failover_benchmarks", failover_benchmarks),
+    ("remove_leftover_labs", remove_leftover_labs),
+];
+
+const USAGE: &str = "usage: failover [--list] [FILTER...] \
+                     (parts: failover_benchmarks, remove_leftover_labs)";
+
+/// `failover [--list] [FILTER...]`: runs the parts whose name contains a FILTER (every part
+/// without one), as the test filter of `cargo test` selected them.
+fn main() -> ExitCode {
+    let mut filters = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            // cargo bench passes --bench to every `harness = false` bench.
+            "--bench" => {}
+            "--list" => {
+                for (name, _) in PARTS {
+                    println!("{name}");
+                }
+                return ExitCode::SUCCESS;
+            }
+            a if a.starts_with('-') => {
+                eprintln!("failover: unknown option {a}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+            _ => filters.push(arg),
+        }
+    }
+    let selected =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    if !PARTS.iter().any(|(name, _)| selected(name)) {
+        eprintln!("failover: no part matches {filters:?}\n{USAGE}");
+    }
+    for (name, part) in PARTS {
+        if selected(name) {
+            part();
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 mod report {
@@ -1575,7 +1624,7 @@ mod report {
         );
         let _ = writeln!(
             s,
-            "Measured by `make bench` (helpers/hakeep/tests/bench_failover.rs) on the tier-2 lab \
+            "Measured by `make bench` (helpers/hakeep/benches/failover.rs) on the tier-2 lab \
              of tests/harness: network namespaces on a private bridge, a private mount namespace \
              per node, real keepalived and the real `hakeep agent` per node, a loop-device ext4 \
              as the shared storage, the resource script tests/fixtures/http-service.sh (a python3 \

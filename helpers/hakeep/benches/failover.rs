@@ -1,4 +1,4 @@
-//! `make bench` (DESIGN.md §8, tier 5): failover timings on the tier-2 lab
+//! `make bench` (docs/design.md §8, tier 5): failover timings on the tier-2 lab
 //! (tests/harness/mod.rs: real keepalived and the real `hakeep agent` per node in network
 //! namespaces on a private bridge, a loop-device ext4 as the shared storage, the resource
 //! script http-service.sh, a client namespace), against the physical limit (VRRP's

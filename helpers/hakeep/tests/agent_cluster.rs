@@ -1,4 +1,4 @@
-//! Tier 2 (DESIGN.md §8): `hakeep agent` on real parts, no Ansible, no mocks. Real
+//! Tier 2 (docs/design.md §8): `hakeep agent` on real parts, no Ansible, no mocks. Real
 //! keepalived and the real agent per node in network namespaces on a private bridge, a
 //! loop device (ext4) as shared storage, a resource-script HTTP service, a client netns
 //! that talks to the floating IP. See tests/harness/mod.rs for the lab.

@@ -1,4 +1,4 @@
-//! Tier 2 (DESIGN.md §8), the operator commands on real parts: `hakeep status` (local and
+//! Tier 2 (docs/design.md §8), the operator commands on real parts: `hakeep status` (local and
 //! `--all-nodes` over real sshd), `release`, `takeover`, `switchover`, `maintenance` and
 //! `check`, each run inside a node's namespaces as an operator on that node would run it,
 //! against the real agent and real keepalived of the tier-2 lab (tests/harness/mod.rs).

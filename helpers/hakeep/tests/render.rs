@@ -1,5 +1,5 @@
 //! keepalived.conf rendering: golden snapshots for every example and node, and every
-//! snapshot accepted by keepalived itself without a message (DESIGN.md §7).
+//! snapshot accepted by keepalived itself without a message (docs/design.md §7).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -49,7 +49,7 @@ impl Lab {
         self.dir.join(format!("bin/svc-{}", light_group(i)))
     }
 
-    /// The test cluster.yml (DESIGN.md §4), the same file for every node.
+    /// The test cluster.yml (docs/design.md §4), the same file for every node.
     pub fn cluster_yml(&self) -> String {
         let mut nodes = String::new();
         let all = self

@@ -1,4 +1,4 @@
-//! Tier-2 test harness (DESIGN.md §8): the real `hakeep agent` and real keepalived in
+//! Tier-2 test harness (docs/design.md §8): the real `hakeep agent` and real keepalived in
 //! network namespaces on a bridge of their own, real floating IPs, a loop device as the
 //! shared storage, a resource-script service, and a client namespace that talks to the VIP.
 //!

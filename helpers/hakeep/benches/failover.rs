@@ -12,7 +12,9 @@
 //!   the holder (SIGTERM, what `systemctl stop keepalived` does).
 //! - B3 baseline: B1 and B2 with keepalived + notify scripts, no agent
 //!   (tests/fixtures/baseline-notify.sh), same instance, service and probe.
-//! - B4 scale: 1, 8, 32, 64 groups on two nodes, time until all are active on the peer.
+//! - B2 back to back: 10 alternating switchovers, each right after the previous one, with
+//!   the production hold_down (60 s): every outage against the first.
+//! - B4 scale: 1, 8, 32, 64, 128 groups on two nodes, time until all are active on the peer.
 //! - B5 footprint: the agent's RSS and CPU, idle and during B4.
 //!
 //! A benchmark, not a test: nothing here asserts a time. Every wait is bounded; a
@@ -31,9 +33,9 @@
 //! prints the parts.
 //!
 //! HAKEEP_BENCH_RUNS (B1, B2 runs per configuration, default 10), HAKEEP_BENCH_SCALE_RUNS
-//! (B4 runs per group count, default 5), HAKEEP_BENCH_ONLY (comma list of b1, b2, b4;
+//! (B4 runs per group count, default 5), HAKEEP_BENCH_ONLY (comma list of b1, b2, b2b, b4;
 //! default all; the report is made from whatever CSVs exist), HAKEEP_BENCH_GROUPS (B4
-//! group counts, default 1,8,32,64), HAKEEP_BENCH_OUT (default docs/bench of the
+//! group counts, default 1,8,32,64,128), HAKEEP_BENCH_OUT (default docs/bench of the
 //! repository).
 
 // The bench uses a part of the harness, the integration tests (tests/main.rs, where dead
@@ -946,7 +948,7 @@ fn b2_config(
         let mut active = lab.wait_one_active(CONVERGE)?;
         for run in 1..=runs {
             let mut row =
-                b2_run(lab, system, run, &active).with_context(|| format!("run {run}"))?;
+                b2_run(lab, system, run, &active, true).with_context(|| format!("run {run}"))?;
             row.insert(1, version.to_string());
             row.insert(1, advert.to_string());
             progress(
@@ -960,14 +962,57 @@ fn b2_config(
     })
 }
 
-fn b2_run(lab: &mut Lab, system: System, run: usize, from: &str) -> Result<Vec<String>> {
+/// The production default of `agent.hold_down`: B2 back to back moves with it.
+const PRODUCTION_HOLD_DOWN: u64 = 60;
+
+/// B2 back to back: 10 alternating switchovers, each right after the previous one has
+/// completed, with the production hold-down, so every target is still held from its own
+/// step-down a moment before (hakeep only: the prepare step is what is measured).
+fn b2b_config(t0: Instant, runs: usize) -> Result<Vec<Vec<String>>> {
+    let checks = format!("[{{ tcp: \"{VIP}:{HTTP_PORT}\", interval: 1 }}]");
+    let builder = Lab::builder()
+        .ssh()
+        .hold_down(PRODUCTION_HOLD_DOWN)
+        .checks(&checks)
+        .vrrp("1", 2);
+    let what = format!("B2 back to back, hold_down {PRODUCTION_HOLD_DOWN} s");
+    with_lab(&what, builder, |lab| {
+        let mut rows = Vec::new();
+        let mut active = lab.wait_one_active(CONVERGE)?;
+        for run in 1..=runs {
+            let mut row = b2_run(lab, System::Hakeep, run, &active, false)
+                .with_context(|| format!("run {run}"))?;
+            row.insert(1, "2".to_string());
+            row.insert(1, "1".to_string());
+            progress(
+                t0,
+                &format!("{what} run {run}/{runs}: outage {} ms", row[8]),
+            );
+            rows.push(row);
+            active = lab.peer_of(&active);
+        }
+        Ok(rows)
+    })
+}
+
+/// One switchover away from `from`. With `wait_eligible`, first until the target is an
+/// eligible BACKUP (its hold-down from the previous move over); without, right away.
+fn b2_run(
+    lab: &mut Lab,
+    system: System,
+    run: usize,
+    from: &str,
+    wait_eligible: bool,
+) -> Result<Vec<String>> {
     let to = lab.peer_of(from);
     lab.wait_only_active(from, CONVERGE)?;
-    // The target must be an eligible backup: its hold-down from an earlier move is over.
-    lab.wait(&format!("{to} is an eligible BACKUP"), secs(60), |l| {
-        l.keepalived_state(&to).as_deref() == Some("BACKUP")
-            && (system == System::Baseline || l.track_file(&to).is_some_and(|t| t.trim() == "0"))
-    })?;
+    if wait_eligible {
+        lab.wait(&format!("{to} is an eligible BACKUP"), secs(60), |l| {
+            l.keepalived_state(&to).as_deref() == Some("BACKUP")
+                && (system == System::Baseline
+                    || l.track_file(&to).is_some_and(|t| t.trim() == "0"))
+        })?;
+    }
     let probe = Probe::start(lab, &format!("b2-{}-{run}", system.name()), secs(90))?;
     sleep(ms(300));
     let arp = client_arp(lab);
@@ -1091,7 +1136,7 @@ fn b2_run(lab: &mut Lab, system: System, run: usize, from: &str) -> Result<Vec<S
 // ---------------------------------------------------------------------------------------
 // B4 / B5: scale and footprint
 
-const B4_GROUPS: [usize; 4] = [1, 8, 32, 64];
+const B4_GROUPS: [usize; 5] = [1, 8, 32, 64, 128];
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 
 const B4_HEADER: &[&str] = &[
@@ -1410,6 +1455,16 @@ fn failover_benchmarks() {
         }
         record(finish_part(part, runs, &mut retries));
     }
+    if part_selected("b2b") {
+        progress(t0, &format!("B2 back to back: {runs} switchovers"));
+        let mut csv = Csv::new(B2_HEADER);
+        record(
+            retried("B2 back to back", &mut retries, || b2b_config(t0, runs))
+                .map(|rows| rows.into_iter().for_each(|r| csv.push(r))),
+        );
+        record(csv.write(&out.join("b2b_back_to_back.csv")));
+        record(finish_part("b2b", runs, &mut retries));
+    }
     if part_selected("b4") {
         let mut b4 = Csv::new(B4_HEADER);
         let mut b5 = Csv::new(B5_HEADER);
@@ -1660,6 +1715,9 @@ mod report {
         if let Some(b2) = &b2 {
             section_b2(&mut s, b2);
         }
+        if let Some(b2b) = Csv::read(&out.join("b2b_back_to_back.csv"), B2_HEADER) {
+            section_b2b(&mut s, &b2b);
+        }
         if let Some(b4) = &b4 {
             section_b4(&mut s, b4, b5.as_ref());
         }
@@ -1871,7 +1929,9 @@ mod report {
              commands) of each agent over 10 s idle after the start has settled, and of the \
              peer's agent from the kill until all groups are active; CPU as % of one core.\n\
              - Lab agent settings (tests/harness): resync_interval 2 s (production default 5 s), \
-             services watched once a second while active, hold_down 5 s (3 s in B2).\n"
+             the web group's script watched every second (`interval: 1`), the light groups' \
+             every 10 s (the default), hold_down 5 s (3 s in B2, 60 s, the production default, \
+             in B2 back to back).\n"
         );
     }
 
@@ -1953,6 +2013,54 @@ mod report {
              \"old holder unmounted − new holder mounted\" means both nodes had the filesystem \
              mounted for that long.\n"
         );
+    }
+
+    /// B2 back to back: every move's outage in order, against the first.
+    fn section_b2b(s: &mut String, b2b: &Csv) {
+        let _ = writeln!(
+            s,
+            "### B2 back to back (hakeep, 1 s VRRPv2, hold_down {PRODUCTION_HOLD_DOWN} s)\n"
+        );
+        let _ = writeln!(
+            s,
+            "Alternating switchovers, each started right after the previous one completed, \
+             with the production hold-down: every target was stepped down by the move \
+             before and is still held. The target gets ready first (its hold ended, \
+             keepalived there BACKUP), then the holder releases.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| move | from | to | client outage | release | reported outage_ms |"
+        );
+        let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- |");
+        let col = |r: &Vec<String>, name: &str| r[b2b.col(name)].clone();
+        for r in &b2b.rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                col(r, "run"),
+                col(r, "from"),
+                col(r, "to"),
+                col(r, "outage_ms"),
+                col(r, "release_ms"),
+                col(r, "reported_outage_ms"),
+            );
+        }
+        let outages: Vec<f64> = b2b
+            .rows
+            .iter()
+            .filter_map(|r| r[b2b.col("outage_ms")].parse().ok())
+            .collect();
+        if let (Some(first), Some(max)) = (
+            outages.first().copied(),
+            outages.iter().copied().reduce(f64::max),
+        ) {
+            let _ = writeln!(
+                s,
+                "\nfirst {first:.0} ms, worst {max:.0} ms: worst / first = {:.2}\n",
+                if first > 0.0 { max / first } else { f64::NAN }
+            );
+        }
     }
 
     fn section_b4(s: &mut String, b4: &Csv, b5: Option<&Csv>) {
@@ -2248,42 +2356,49 @@ mod report {
         }
         let _ = writeln!(
             s,
-            "- **What would close the switchover gap** without giving up the safe order: \
-             the gap is the release (service stop + unmount), which the safe order must wait \
-             for, so hakeep stays that much slower than the unsafe recipe. What can shrink is \
-             the rest: keepalived's skew (26 ms with VRRPv3 at 0.1 s), and the peer's take (as \
-             in B1). The command itself first spends a few hundred ms asking every node where \
-             the group runs (over SSH); that is in its wall time, not in the outage.\n"
+            "- **The switchover gap** to the unsafe recipe is the release (service stop + \
+             unmount), which the safe order must wait for. The rest is keepalived's skew (26 \
+             ms with VRRPv3 at 0.1 s) and the peer's take (as in B1). The command first asks \
+             every node where the group runs and gets the target ready (SSH): that is in its \
+             wall time, not in the outage.\n"
         );
     }
 
     fn analysis_b4(s: &mut String, b4: &Csv, b5: Option<&Csv>) {
-        let span = |n: usize| view(b4, &[("groups", &n.to_string())]).median("agent_span_ms");
-        let all = |n: usize| view(b4, &[("groups", &n.to_string())]).median("all_active_ms");
-        let cpu =
-            |n: usize| view(b4, &[("groups", &n.to_string())]).median("agent_cpu_with_children_ms");
+        let at = |n: usize| view(b4, &[("groups", &n.to_string())]);
+        let list = |f: &dyn Fn(usize) -> Option<f64>| -> String {
+            B4_GROUPS
+                .iter()
+                .map(|&n| opt0(f(n)))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        let counts = B4_GROUPS
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let all = |n: usize| at(n).median("all_active_ms");
+        let scale_ratio = |n: usize| match (all(n), all(1)) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "–".into(),
+        };
         let _ = writeln!(
             s,
-            "- **B4**: all groups are active on the peer {} ms (1 group) / {} / {} / {} ms (8, \
-             32, 64 groups) after the crash (medians; they include detection, which varies \
-             with where the kill fell in the advert cycle). Detection is the same for all (keepalived's instances \
-             time out together); what grows is the agent's span from the first MASTER event to \
-             the last group done: {} / {} / {} / {} ms for 1 / 8 / 32 / 64 groups. The groups \
-             are taken in parallel (one worker thread each), so the span is CPU on two cores, \
-             not waiting: from the kill to all active, the peer's agent and the programs it ran \
-             used {} ms of CPU with 64 groups. Each group's take runs the `status` script four \
-             times (before the take, inside it, in the verification, when publishing), \
-             `mount`, the start script (which forks busybox, printf, grep, sleep) and `ip -o \
-             addr show` per floating IP when publishing.",
-            opt0(all(1)),
-            opt0(all(8)),
-            opt0(all(32)),
-            opt0(all(64)),
-            opt0(span(1)),
-            opt0(span(8)),
-            opt0(span(32)),
-            opt0(span(64)),
-            opt0(cpu(64)),
+            "- **B4**: all groups are active on the peer {} ms after the crash for {counts} \
+             groups (medians; detection is included and varies with where the kill fell in the \
+             advert cycle; keepalived's instances time out together). kill → all active is \
+             {} × the one-group figure at 64 groups and {} × at 128. The agent's span from the \
+             first MASTER event to the last group done: {} ms. The groups are taken in \
+             parallel, one worker thread each; a light group's take is a bind mount (one \
+             syscall), the `status` script before the take and again in the verification, \
+             and the start script (which starts busybox httpd and waits until it listens). \
+             CPU of the peer's agent and its children from the kill to all active: {} ms.",
+            list(&all),
+            scale_ratio(64),
+            scale_ratio(128),
+            list(&|n| at(n).median("agent_span_ms")),
+            list(&|n| at(n).median("agent_cpu_with_children_ms")),
         );
         if let Some(b5) = b5 {
             let idle = |n: usize, role: &str, col: &str| -> Option<f64> {
@@ -2291,51 +2406,40 @@ mod report {
                 let r = b5.select(&[("groups", &ns), ("role", role)]);
                 r.first()?[b5.col(col)].parse().ok()
             };
+            let row = |role: &str, col: &str| {
+                B4_GROUPS
+                    .iter()
+                    .map(|&n| opt1(idle(n, role, col)))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
             let _ = writeln!(
                 s,
-                "- **B5**: idle, the active node's agent uses {}% of a core itself and {}% with \
-                 its children at 1 group, {}% and {}% at 64 groups; the standby's {}% / {}% at \
-                 64. RSS stays small ({:.1} MiB at 1 group, {:.1} MiB at 64). The idle CPU is \
-                 polling, linear in the number of groups: every active group's services are \
-                 watched once a second (a spawn of the `status` script), and at every resync \
-                 (2 s in the lab, 5 s by default) each group converges, observing every \
-                 resource (another `status`), then publishes its state, which observes every \
-                 resource again, runs `ip -o addr show` for each floating IP and serialises the \
-                 whole state (all groups) twice to see whether state.json changed. A perf \
-                 profile of an idle 64-group agent (taken while building this benchmark) puts \
-                 most of the agent's own time in fork(): a program named without a path (`ip`, \
-                 `mount`, `kill`, `systemctl`) is started with PATH set in its environment, and \
-                 Rust's std then cannot use posix_spawn (it would search the parent's PATH) and \
-                 forks the whole agent, copying the page tables of a process with one thread per \
-                 group, then tearing the copy down in execve; scripts given by absolute path take \
-                 the cheap posix_spawn path. Next come the JSON comparisons and allocations of \
-                 publishing.",
-                opt1(idle(1, "idle-active", "agent_cpu_pct")),
-                opt1(idle(1, "idle-active", "agent_cpu_with_children_pct")),
-                opt1(idle(64, "idle-active", "agent_cpu_pct")),
-                opt1(idle(64, "idle-active", "agent_cpu_with_children_pct")),
-                opt1(idle(64, "idle-standby", "agent_cpu_pct")),
-                opt1(idle(64, "idle-standby", "agent_cpu_with_children_pct")),
-                idle(1, "idle-active", "agent_rss_kb").unwrap_or(0.0) / 1024.0,
-                idle(64, "idle-active", "agent_rss_kb").unwrap_or(0.0) / 1024.0,
+                "- **B5**: idle, % of one core for {counts} groups — active node: agent {}, \
+                 with its children {}; standby node: agent {}, with children {}. RSS of the \
+                 active node's agent: {} MiB; threads: {}. What an idle agent does: every \
+                 worker compares at each resync from the observed tables (mounts from the \
+                 kernel's mountinfo wakeups, addresses from netlink; no program runs for them), \
+                 and state.json is written only when something changed. The programs it still \
+                 runs are the light groups' `status` scripts, on their own `interval` (10 s, \
+                 on both nodes: a resync takes the last answer while it is fresh) — the \
+                 \"with children\" share; a systemd unit instead of a script costs none (its \
+                 state arrives as a D-Bus signal: scripts/systemd-tests.sh measures that \
+                 signal at 1.5 to 3 ms after the kill).\n",
+                row("idle-active", "agent_cpu_pct"),
+                row("idle-active", "agent_cpu_with_children_pct"),
+                row("idle-standby", "agent_cpu_pct"),
+                row("idle-standby", "agent_cpu_with_children_pct"),
+                B4_GROUPS
+                    .iter()
+                    .map(|&n| format!(
+                        "{:.1}",
+                        idle(n, "idle-active", "agent_rss_kb").unwrap_or(0.0) / 1024.0
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                row("idle-active", "agent_threads"),
             );
         }
-        let _ = writeln!(
-            s,
-            "- **What would close the scale and footprint gap** (all in the agent, src/): \
-             (1) src/exec.rs: resolve the program against SAFE_PATH in hakeep and spawn it by \
-             absolute path, so std uses posix_spawn (a vfork-like clone) instead of fork; \
-             (2) src/agent/ips.rs: read the floating IPs once per resync from \
-             /proc/net/fib_trie and /proc/net/if_inet6 (or netlink) instead of one `ip` per IP \
-             per group per publish; (3) src/agent/worker.rs: publish the observations the \
-             converge just made instead of observing every resource again, and drop the \
-             `status` inside ResourceScript::take (src/drivers/service.rs) when the converge \
-             has just seen the service stopped; (4) src/agent/records.rs: compare GroupState \
-             values instead of serialising the whole state twice per group, and write \
-             state.json once per tick; (5) src/exec.rs: read a command's stdout and stderr by \
-             polling both pipes in the calling thread instead of two new threads per command. \
-             A systemd unit's is-active could come from one D-Bus subscription instead of one \
-             `systemctl` per unit per second.\n"
-        );
     }
 }

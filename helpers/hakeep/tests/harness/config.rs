@@ -24,8 +24,8 @@ pub const SSH_CONNECT_TIMEOUT: u64 = 2;
 /// sources and mountpoints in each node.
 pub const LIGHT_DATA: &str = "/srv/hkt-data";
 pub const LIGHT_MNT: &str = "/srv/hkt-mnt";
-/// The most light groups a lab can have (VIPs .101-.164, vrids 101-164, ports 9001-9064).
-pub const MAX_LIGHT_GROUPS: usize = 64;
+/// The most light groups a lab can have (VIPs .101-.228, vrids 101-228, ports 9001-9128).
+pub const MAX_LIGHT_GROUPS: usize = 128;
 
 /// Name of light group `i` (1-based): `g01`.
 pub fn light_group(i: usize) -> String {

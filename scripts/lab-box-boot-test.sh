@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Boots a raw lab-box disk under qemu (TCG, no network) until it offers a login on its
+# Boots a raw lab-box disk under qemu (TCG) until it offers a login on its
 # serial console: proof that BIOS, bootloader, kernel, initrd and root file system work.
 #
 #   scripts/lab-box-boot-test.sh [--rewrite-initrd] [--cycles N] [--workdir DIR]
@@ -9,7 +9,9 @@
 # installing open-iscsi or nfs-kernel-server does during provisioning: a boot path that
 # only reads an initrd laid out as the build wrote it fails here. --cycles repeats
 # rewrite + boot. The disk's partition starts at sector 2048 (lab-box.sh). Boots run with
-# -snapshot: they leave the disk as it was (no host keys or machine-id baked in).
+# -snapshot: they leave the disk as it was (no host keys or machine-id baked in). The VM
+# gets an eth0 whose DHCP answers (qemu's user network, `restrict=on`: nothing reaches
+# beyond the VM), so its boot does not wait for a missing interface.
 # Exit 0 when every boot reached the login prompt; else the console's tail is printed.
 set -euo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -75,7 +77,8 @@ boot() { # console log path
   local console=$1 start=$SECONDS
   : >"$console"
   qemu-system-x86_64 -machine pc,accel=tcg -cpu max -smp 1 -m 1024 -snapshot \
-    -drive file="$disk",format=raw,if=virtio -nic none -display none -no-reboot \
+    -drive file="$disk",format=raw,if=virtio -display none -no-reboot \
+    -nic user,model=virtio-net-pci,restrict=on \
     -serial file:"$console" -monitor none </dev/null >"$console.qemu" 2>&1 &
   qemu_pid=$!
   while [ $((SECONDS - start)) -lt "$timeout" ]; do

@@ -116,6 +116,8 @@ fn converge_as(
     };
     match desired {
         Desired::Active => {
+            // What this converge took: a failed take rolls back exactly that.
+            let mut taken = Vec::new();
             for (i, resource) in resources.iter().enumerate() {
                 if matches!(
                     resource.observe(ctx),
@@ -127,7 +129,9 @@ fn converge_as(
                 let failed = step.error.clone();
                 record(step, &mut steps);
                 if let Some(error) = failed {
-                    rollback(ctx, &resources[..=i], &mut |s| record(s, &mut steps));
+                    // The failed resource may be half taken (logged in, not reserved).
+                    taken.push(i);
+                    rollback(ctx, resources, &taken, &mut |s| record(s, &mut steps));
                     return (
                         Outcome::TakeFailed {
                             resource: resource.id(),
@@ -136,6 +140,7 @@ fn converge_as(
                         steps,
                     );
                 }
+                taken.push(i);
             }
             // A unit can start and die a moment later: look again before calling it done.
             for resource in resources {
@@ -148,7 +153,7 @@ fn converge_as(
                         };
                         let step = failed_step("verify", *resource, &error);
                         record(step, &mut steps);
-                        rollback(ctx, resources, &mut |s| record(s, &mut steps));
+                        rollback(ctx, resources, &taken, &mut |s| record(s, &mut steps));
                         return (
                             Outcome::TakeFailed {
                                 resource: resource.id(),
@@ -191,16 +196,47 @@ fn converge_as(
     (outcome, steps)
 }
 
-/// Releases `resources` in reverse, every one, whatever fails: the take is abandoned.
-fn rollback(ctx: &Context, resources: &[&dyn Resource], record: &mut dyn FnMut(Step)) {
-    for resource in resources.iter().rev() {
+/// Rolls back what a failed converge took (`taken`, positions in take order), in reverse.
+/// Never releases a resource while one above it is active (a mount over a volume that
+/// was there before this converge), and stops at the first release that fails: storage
+/// is never released under something still held. What is left is released in the safe
+/// order by the standby converge that follows the fault.
+fn rollback(
+    ctx: &Context,
+    resources: &[&dyn Resource],
+    taken: &[usize],
+    record: &mut dyn FnMut(Step),
+) {
+    let mut order = taken.to_vec();
+    order.sort_unstable_by(|a, b| b.cmp(a));
+    order.dedup();
+    for i in order {
+        let resource = resources[i];
         if matches!(
             resource.observe(ctx),
             Ok(Observed::Inactive | Observed::NotApplicable)
         ) {
             continue;
         }
-        record(timed("rollback", *resource, || resource.release(ctx)));
+        if let Some(above) = resources[i + 1..].iter().find(|r| {
+            !matches!(
+                r.observe(ctx),
+                Ok(Observed::Inactive | Observed::NotApplicable)
+            )
+        }) {
+            record(failed_step(
+                "rollback",
+                resource,
+                &format!("not released: {} above it is still held", above.id()),
+            ));
+            return;
+        }
+        let step = timed("rollback", resource, || resource.release(ctx));
+        let failed = !step.ok;
+        record(step);
+        if failed {
+            return;
+        }
     }
 }
 
@@ -248,6 +284,7 @@ mod tests {
         fail_take: bool,
         fail_release: bool,
         dies_after_take: bool,
+        observe_fails: bool,
         journal: Arc<Mutex<Vec<String>>>,
     }
 
@@ -259,6 +296,7 @@ mod tests {
                 fail_take: false,
                 fail_release: false,
                 dies_after_take: false,
+                observe_fails: false,
                 journal: journal.clone(),
             }
         }
@@ -276,6 +314,9 @@ mod tests {
             }
         }
         fn observe(&self, _: &Context) -> Result<Observed, DriverError> {
+            if self.observe_fails {
+                return Err(DriverError::Failed("PR-IN failed".into()));
+            }
             Ok(if *self.active.lock().unwrap() {
                 Observed::Active
             } else {
@@ -485,5 +526,54 @@ mod tests {
             restart_services(&Context::plain(&runner, &timeouts), &resources, &mut |_| {});
         assert!(matches!(outcome, Outcome::ReleaseFailed { .. }));
         assert_eq!(*journal.lock().unwrap(), ["release service"]);
+    }
+
+    /// An active group re-converged: its volume's observation errors, its take fails. The
+    /// rollback must not release the volume under the mount and service still active.
+    #[test]
+    fn a_failed_take_never_releases_under_what_was_already_held() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let mut fakes = three(&journal);
+        for f in &fakes {
+            *f.active.lock().unwrap() = true;
+        }
+        fakes[0].observe_fails = true;
+        fakes[0].fail_take = true;
+        let resources = boxed(fakes);
+        let (outcome, steps) = run(&resources, Desired::Active);
+        assert!(
+            matches!(outcome, Outcome::TakeFailed { ref resource, .. } if resource == "volume")
+        );
+        assert_eq!(
+            *journal.lock().unwrap(),
+            ["take volume"],
+            "nothing was released"
+        );
+        let rollback = steps.iter().find(|s| s.action == "rollback").unwrap();
+        assert!(
+            !rollback.ok
+                && rollback
+                    .error
+                    .as_deref()
+                    .unwrap()
+                    .contains("mount above it"),
+            "{rollback:?}"
+        );
+    }
+
+    /// A rollback stops at the first release that fails: what lies below stays.
+    #[test]
+    fn a_rollback_stops_at_the_first_failed_release() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let mut fakes = three(&journal);
+        fakes[1].fail_release = true;
+        fakes[2].fail_take = true;
+        let resources = boxed(fakes);
+        run(&resources, Desired::Active);
+        assert_eq!(
+            *journal.lock().unwrap(),
+            ["take volume", "take mount", "take service", "release mount"],
+            "the volume is never released under the mount that failed to go"
+        );
     }
 }

@@ -93,7 +93,11 @@ pub fn dump_path(paths: &Paths, pid: i32) -> PathBuf {
         .json_dump
         .strip_prefix("/")
         .unwrap_or(&paths.json_dump);
-    paths.proc_root.join(pid.to_string()).join("root").join(inside)
+    paths
+        .proc_root
+        .join(pid.to_string())
+        .join("root")
+        .join(inside)
 }
 
 /// The dump's text if it is trustworthy and written after `sent`; `Ok(None)` while it is
@@ -121,8 +125,8 @@ fn read_fresh(path: &Path, sent: SystemTime) -> Result<Option<String>, String> {
     if st.st_nlink != 1 {
         return Err(format!("it has {} links", st.st_nlink));
     }
-    let written = std::time::UNIX_EPOCH
-        + Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec.max(0) as u32);
+    let written =
+        std::time::UNIX_EPOCH + Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
     if written + CLOCK_SLACK < sent {
         return Ok(None);
     }
@@ -205,7 +209,10 @@ mod tests {
             std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
             assert!(read_fresh(&path, before).unwrap_err().contains("uid 65534"));
         }
-        assert_eq!(read_fresh(&dir.path().join("missing"), before).unwrap(), None);
+        assert_eq!(
+            read_fresh(&dir.path().join("missing"), before).unwrap(),
+            None
+        );
     }
 
     #[test]

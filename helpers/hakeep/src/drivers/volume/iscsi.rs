@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::under_root;
+use super::{ensure_unused, under_root};
 use crate::config::IscsiVolume;
 use crate::drivers::{wait_until, Context, DriverError, Kind, Observed, Resource};
 use crate::exec::{Cmd, ExecError, Output};
@@ -367,6 +367,7 @@ impl Resource for Iscsi {
 
     fn release(&self, ctx: &Context) -> Result<(), DriverError> {
         if self.device_exists() {
+            ensure_unused(&under_root(&self.root, Path::new(&self.dev())), &self.what())?;
             let mine_key = reservation_key(ctx.cluster, ctx.node);
             let mine = format_key(mine_key);
             let rk = format!("--param-rk={mine}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::under_root;
+use super::{ensure_unused, under_root};
 use crate::config::NvmeshVolume;
 use crate::drivers::{wait_until, Context, DriverError, Kind, Observed, Resource};
 use crate::exec::{Cmd, Output};
@@ -143,6 +143,7 @@ impl Resource for Nvmesh {
         if !self.device_exists() {
             return Ok(());
         }
+        ensure_unused(&self.dev(), &format!("NVMesh volume {}", self.volume.volume))?;
         let argv = ["nvmesh_detach_volumes", "--json", &self.volume.volume];
         self.run_json(ctx, &argv, "detaching", check_detach)
     }

@@ -3,6 +3,7 @@
 //! a lazy unmount leaves writers on a device that the peer is about to take.
 
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -216,7 +217,13 @@ impl Resource for Mount {
             // A bind mount has no options to interpret: one syscall, no program (tests
             // with a fake /proc record the `mount --bind` command instead).
             Filesystem::Bind { source, mountpoint } if self.proc.is_none() => {
-                rustix::mount::mount_bind(source.as_path(), mountpoint.as_path())
+                open_bind_source(&entries, source)
+                    .and_then(|fd| {
+                        // The opened source itself is bound, not a path that could change.
+                        let by_fd = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                        rustix::mount::mount_bind(by_fd.as_str(), mountpoint.as_path())
+                            .map_err(|e| e.to_string())
+                    })
                     .map_err(|e| DriverError::Failed(format!("{}: {e}", self.doing())))
             }
             _ => ctx
@@ -278,6 +285,45 @@ impl Resource for Mount {
         what.push(')');
         Err(last.context(what))
     }
+}
+
+/// Opens a bind mount's source without following any symlink inside the filesystem that
+/// holds it (and without leaving that filesystem): the source usually lies in a tree that
+/// others can write (an NFS export, a service's data), and a symlink planted there must
+/// not make root bind-mount some other place. The filesystem's own mountpoint is taken
+/// from the kernel's mount table.
+fn open_bind_source(entries: &[MountEntry], source: &Path) -> Result<rustix::fd::OwnedFd, String> {
+    use rustix::fs::{open, openat2, Mode, OFlags, ResolveFlags};
+    let base = entries
+        .iter()
+        .filter(|e| source.starts_with(&e.mount_point))
+        .max_by_key(|e| e.mount_point.components().count())
+        .map(|e| e.mount_point.clone())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let rest = source.strip_prefix(&base).unwrap_or(source);
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
+    let dir = open(&base, flags | OFlags::DIRECTORY, Mode::empty())
+        .map_err(|e| format!("opening {}: {e}", base.display()))?;
+    if rest.as_os_str().is_empty() {
+        return Ok(dir);
+    }
+    let resolve = ResolveFlags::BENEATH
+        | ResolveFlags::NO_SYMLINKS
+        | ResolveFlags::NO_MAGICLINKS
+        | ResolveFlags::NO_XDEV;
+    openat2(&dir, rest, flags, Mode::empty(), resolve).map_err(|e| match e {
+        rustix::io::Errno::LOOP => format!(
+            "{} has a symlink in it (below {}); refusing to follow it",
+            source.display(),
+            base.display()
+        ),
+        rustix::io::Errno::XDEV => format!(
+            "{} crosses into another filesystem below {}",
+            source.display(),
+            base.display()
+        ),
+        e => format!("opening {}: {e}", source.display()),
+    })
 }
 
 fn with_submounts(doing: &str, entries: &[MountEntry], mp: &Path) -> String {
@@ -482,5 +528,24 @@ mod tests {
         let status = child.wait().unwrap();
         assert_eq!(status.signal(), Some(15));
         assert_eq!(runner.calls(), vec!["umount /srv/nfs", "umount /srv/nfs"]);
+    }
+
+    /// A symlink planted inside the bind source's filesystem is not followed.
+    #[test]
+    fn a_bind_source_is_opened_without_following_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let export = tmp.path().join("srv/nfs");
+        fs::create_dir_all(export.join(".state/nfs")).unwrap();
+        fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        symlink(tmp.path().join("etc"), export.join(".state/evil")).unwrap();
+        let table = procfs::parse_mountinfo(&format!(
+            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n40 22 7:0 / {} rw - ext4 /dev/loop0 rw\n",
+            export.display()
+        ));
+        assert!(open_bind_source(&table, &export.join(".state/nfs")).is_ok());
+        let err = open_bind_source(&table, &export.join(".state/evil")).unwrap_err();
+        assert!(err.contains("symlink"), "{err}");
+        let err = open_bind_source(&table, &export.join(".state/evil/x")).unwrap_err();
+        assert!(err.contains("symlink") || err.contains("No such"), "{err}");
     }
 }

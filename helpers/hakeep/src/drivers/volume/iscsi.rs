@@ -367,7 +367,10 @@ impl Resource for Iscsi {
 
     fn release(&self, ctx: &Context) -> Result<(), DriverError> {
         if self.device_exists() {
-            ensure_unused(&under_root(&self.root, Path::new(&self.dev())), &self.what())?;
+            ensure_unused(
+                &under_root(&self.root, Path::new(&self.dev())),
+                &self.what(),
+            )?;
             let mine_key = reservation_key(ctx.cluster, ctx.node);
             let mine = format_key(mine_key);
             let rk = format!("--param-rk={mine}");

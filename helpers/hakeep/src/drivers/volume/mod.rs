@@ -88,7 +88,10 @@ mod tests {
             ensure_unused(&dev, "test")?;
             Ok::<String, crate::drivers::DriverError>(busy)
         })();
-        let _ = std::process::Command::new("losetup").arg("-d").arg(&dev).status();
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&dev)
+            .status();
         let busy = result.unwrap();
         assert!(busy.contains("still in use"), "{busy}");
     }

@@ -143,7 +143,10 @@ impl Resource for Nvmesh {
         if !self.device_exists() {
             return Ok(());
         }
-        ensure_unused(&self.dev(), &format!("NVMesh volume {}", self.volume.volume))?;
+        ensure_unused(
+            &self.dev(),
+            &format!("NVMesh volume {}", self.volume.volume),
+        )?;
         let argv = ["nvmesh_detach_volumes", "--json", &self.volume.volume];
         self.run_json(ctx, &argv, "detaching", check_detach)
     }

@@ -163,3 +163,68 @@ fn times(log: &str, needle: &str, since: u64) -> Vec<u64> {
         .filter(|t| *t >= since)
         .collect()
 }
+
+/// One agent per node: a second one refuses to start, saying why, and the first goes on
+/// serving its control socket (a second agent would split keepalived's events and
+/// delete the first one's socket).
+#[test]
+fn a_second_agent_refuses_to_start() {
+    scenario("second_agent", Lab::builder(), |lab| {
+        lab.wait_only_active("n1", CONVERGE)?;
+        let hakeep = lab.dir.join("bin/hakeep").display().to_string();
+        let config = lab.config.display().to_string();
+        let out = lab.exec("n1", &[&hakeep, "agent", "-c", &config, "--node", "n1"])?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && stderr.contains("another hakeep agent runs on this node"),
+            "the second agent: {out:?}"
+        );
+        let ready = lab.hakeep(
+            "n1",
+            &["takeover", GROUP, "--prepare", "--json", "--node", "n1"],
+        )?;
+        ensure!(
+            ready.status.success(),
+            "the first agent's control socket no longer answers: {ready:?}"
+        );
+        lab.check_only_active("n1")?;
+        Ok(())
+    });
+}
+
+/// The control socket answers root only, even if its mode were opened up.
+#[test]
+fn the_control_socket_refuses_other_users() {
+    scenario("control_peercred", Lab::builder(), |lab| {
+        lab.wait_only_active("n1", CONVERGE)?;
+        let socket = "/run/hakeep/control.sock";
+        let out = lab.exec("n1", &["chmod", "0666", socket])?;
+        ensure!(out.status.success(), "chmod: {out:?}");
+        let hakeep = lab.dir.join("bin/hakeep").display().to_string();
+        let config = lab.config.display().to_string();
+        let out = lab.exec(
+            "n1",
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                &hakeep,
+                "-c",
+                &config,
+                "release",
+                GROUP,
+                "--json",
+                "--node",
+                "n1",
+            ],
+        )?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            !out.status.success() && stdout.contains("answers root only"),
+            "a release as nobody: {out:?}"
+        );
+        lab.check_only_active("n1")?;
+        Ok(())
+    });
+}

@@ -49,7 +49,10 @@ molecule: deps
 molecule-lab: deps
 	$(WITH_ANSIBLE); molecule test -s lab
 
-test: lint rust-test molecule molecule-lab
+## Every tier in order; the rootfs and the box build in the background meanwhile
+## (scripts/test-all.sh).
+test: deps
+	scripts/test-all.sh
 
 ## The Vagrant lab: iscsi, nfs1, nfs2, client (Vagrantfile). Idempotent.
 lab: deps

@@ -10,6 +10,10 @@
 #   scripts/lab.sh crash NODE           hard power-off (virsh destroy), as a crash
 #   scripts/lab.sh start NODE           power a crashed node on again
 #   scripts/lab.sh reset NODE           hard reset (virsh reset), as the reset button
+#   scripts/lab.sh await-reboot NODE [SECS]
+#                                       waits (at most SECS, 600) until NODE's guest
+#                                       reboots, i.e. its shutdown has finished; start it
+#                                       before the reboot
 #   scripts/lab.sh consoles [LINES]     the last LINES (40) of every VM's serial console
 #   scripts/lab.sh heartbeat NODE cut|heal
 #                                       unplug / plug NODE's heartbeat NIC on the host's
@@ -223,7 +227,13 @@ case ${1:-} in
   crash) [ -n "${2:-}" ] || die "crash NODE"; "${VIRSH[@]}" destroy "$(domain_of "$2")" >/dev/null; log "$2 powered off" ;;
   start) [ -n "${2:-}" ] || die "start NODE"; "${VIRSH[@]}" start "$(domain_of "$2")" >/dev/null; log "$2 powered on" ;;
   reset) [ -n "${2:-}" ] || die "reset NODE"; "${VIRSH[@]}" reset "$(domain_of "$2")" >/dev/null; log "$2 reset" ;;
+  await-reboot)
+    [ -n "${2:-}" ] || die "await-reboot NODE [SECS]"
+    # libvirt's reboot event: the guest reset itself at the end of its shutdown.
+    "${VIRSH[@]}" event --domain "$(domain_of "$2")" --event reboot --timeout "${3:-600}" \
+      | grep -q "'reboot'" || die "$2 did not reboot within ${3:-600} s"
+    log "$2 rebooted" ;;
   consoles) cmd_consoles "${2:-40}" >&3 ;;
   heartbeat) [ $# -eq 3 ] || die "heartbeat NODE cut|heal"; cmd_heartbeat "$2" "$3" ;;
-  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,28p' "$0" >&2; exit 2 ;;
 esac

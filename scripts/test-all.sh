@@ -16,7 +16,9 @@ scripts/install-lab-deps.sh
 mkdir -p target
 prefetch_log=target/cache-prefetch.log
 # A session of its own, so a failed run can stop the whole build (debootstrap, qemu).
-setsid bash -c 'scripts/nspawn-rootfs.sh >/dev/null && scripts/lab-box.sh >/dev/null' \
+# shellcheck disable=SC2016 # $SECONDS is the background shell's own
+setsid bash -c 'scripts/nspawn-rootfs.sh >/dev/null && echo "cache-prefetch: rootfs ready after $SECONDS s" \
+  && scripts/lab-box.sh >/dev/null && echo "cache-prefetch: box ready after $SECONDS s"' \
   >"$prefetch_log" 2>&1 3>&- </dev/null &
 prefetch=$!
 
@@ -31,9 +33,19 @@ stop_prefetch() {
 }
 trap stop_prefetch EXIT
 
-make lint rust-test molecule
+# Each tier's wall time, for the CI budget (docs/lab.md, "Measured here").
+tier() {
+  local start=$SECONDS
+  make "$@"
+  echo "test: make $* took $((SECONDS - start)) s" >&2
+}
+
+tier lint
+tier rust-test
+tier molecule
 if ! wait "$prefetch"; then
   echo "test: the background cache build failed (tail of $prefetch_log below); tier 4 builds it again" >&2
   tail -n 20 "$prefetch_log" >&2
 fi
-make molecule-lab
+grep '^cache-prefetch:' "$prefetch_log" >&2 || true
+tier molecule-lab

@@ -229,9 +229,10 @@ case ${1:-} in
   reset) [ -n "${2:-}" ] || die "reset NODE"; "${VIRSH[@]}" reset "$(domain_of "$2")" >/dev/null; log "$2 reset" ;;
   await-reboot)
     [ -n "${2:-}" ] || die "await-reboot NODE [SECS]"
-    # libvirt's reboot event: the guest reset itself at the end of its shutdown.
-    "${VIRSH[@]}" event --domain "$(domain_of "$2")" --event reboot --timeout "${3:-600}" \
-      | grep -q "'reboot'" || die "$2 did not reboot within ${3:-600} s"
+    # libvirt's reboot event: the guest reset itself at the end of its shutdown. (Read
+    # whole: a `grep -q` on the pipe would stop virsh with SIGPIPE before it exits.)
+    events=$("${VIRSH[@]}" event --domain "$(domain_of "$2")" --event reboot --timeout "${3:-600}")
+    [[ $events == *"'reboot'"* ]] || die "$2 did not reboot within ${3:-600} s"
     log "$2 rebooted" ;;
   consoles) cmd_consoles "${2:-40}" >&3 ;;
   heartbeat) [ $# -eq 3 ] || die "heartbeat NODE cut|heal"; cmd_heartbeat "$2" "$3" ;;

@@ -167,10 +167,7 @@ fn converge_as(
         }
         Desired::Standby => {
             for resource in resources.iter().rev() {
-                if matches!(
-                    resource.observe(ctx),
-                    Ok(Observed::Inactive | Observed::NotApplicable)
-                ) {
+                if !still_held(*resource, ctx) {
                     continue;
                 }
                 let step = timed(actions.release, *resource, || resource.release(ctx));
@@ -196,6 +193,15 @@ fn converge_as(
     (outcome, steps)
 }
 
+/// Whether `resource` is still held here: anything but a clean "inactive" or "not
+/// applicable" (an observation that fails counts as held: it is never released blind).
+pub fn still_held(resource: &dyn Resource, ctx: &Context) -> bool {
+    !matches!(
+        resource.observe(ctx),
+        Ok(Observed::Inactive | Observed::NotApplicable)
+    )
+}
+
 /// Rolls back what a failed converge took (`taken`, positions in take order), in reverse.
 /// Never releases a resource while one above it is active (a mount over a volume that
 /// was there before this converge), and stops at the first release that fails: storage
@@ -212,18 +218,10 @@ fn rollback(
     order.dedup();
     for i in order {
         let resource = resources[i];
-        if matches!(
-            resource.observe(ctx),
-            Ok(Observed::Inactive | Observed::NotApplicable)
-        ) {
+        if !still_held(resource, ctx) {
             continue;
         }
-        if let Some(above) = resources[i + 1..].iter().find(|r| {
-            !matches!(
-                r.observe(ctx),
-                Ok(Observed::Inactive | Observed::NotApplicable)
-            )
-        }) {
+        if let Some(above) = resources[i + 1..].iter().find(|r| still_held(**r, ctx)) {
             record(failed_step(
                 "rollback",
                 resource,
@@ -366,6 +364,21 @@ mod tests {
         ]
     }
 
+    /// The three, all active (a group that holds everything).
+    fn three_active(journal: &Arc<Mutex<Vec<String>>>) -> Vec<Fake> {
+        let fakes = three(journal);
+        for f in &fakes {
+            *f.active.lock().unwrap() = true;
+        }
+        fakes
+    }
+
+    fn restart(resources: &[Box<dyn Resource>]) -> (Outcome, Vec<Step>) {
+        let runner = RecordingRunner::new();
+        let timeouts = Timeouts::default();
+        restart_services(&Context::plain(&runner, &timeouts), resources, &mut |_| {})
+    }
+
     fn boxed(fakes: Vec<Fake>) -> Vec<Box<dyn Resource>> {
         fakes
             .into_iter()
@@ -460,10 +473,7 @@ mod tests {
     #[test]
     fn failed_release_stops_before_detaching_storage() {
         let journal = Arc::new(Mutex::new(Vec::new()));
-        let mut fakes = three(&journal);
-        for f in &fakes {
-            *f.active.lock().unwrap() = true;
-        }
+        let mut fakes = three_active(&journal);
         fakes[1].fail_release = true;
         let resources = boxed(fakes);
         let (outcome, _) = run(&resources, Desired::Standby);
@@ -479,16 +489,11 @@ mod tests {
     #[test]
     fn a_restart_stops_services_in_reverse_then_starts_them_leaving_storage_alone() {
         let journal = Arc::new(Mutex::new(Vec::new()));
-        let mut fakes = three(&journal);
+        let mut fakes = three_active(&journal);
         fakes.push(Fake::new("service2", &journal));
-        for f in &fakes {
-            *f.active.lock().unwrap() = true;
-        }
+        *fakes[3].active.lock().unwrap() = true;
         let resources = boxed(fakes);
-        let runner = RecordingRunner::new();
-        let timeouts = Timeouts::default();
-        let (outcome, steps) =
-            restart_services(&Context::plain(&runner, &timeouts), &resources, &mut |_| {});
+        let (outcome, steps) = restart(&resources);
         assert_eq!(outcome, Outcome::Done);
         assert_eq!(
             *journal.lock().unwrap(),
@@ -514,16 +519,10 @@ mod tests {
     #[test]
     fn a_restart_whose_stop_fails_starts_nothing() {
         let journal = Arc::new(Mutex::new(Vec::new()));
-        let mut fakes = three(&journal);
+        let mut fakes = three_active(&journal);
         fakes[2].fail_release = true;
-        for f in &fakes {
-            *f.active.lock().unwrap() = true;
-        }
         let resources = boxed(fakes);
-        let runner = RecordingRunner::new();
-        let timeouts = Timeouts::default();
-        let (outcome, _) =
-            restart_services(&Context::plain(&runner, &timeouts), &resources, &mut |_| {});
+        let (outcome, _) = restart(&resources);
         assert!(matches!(outcome, Outcome::ReleaseFailed { .. }));
         assert_eq!(*journal.lock().unwrap(), ["release service"]);
     }
@@ -533,10 +532,7 @@ mod tests {
     #[test]
     fn a_failed_take_never_releases_under_what_was_already_held() {
         let journal = Arc::new(Mutex::new(Vec::new()));
-        let mut fakes = three(&journal);
-        for f in &fakes {
-            *f.active.lock().unwrap() = true;
-        }
+        let mut fakes = three_active(&journal);
         fakes[0].observe_fails = true;
         fakes[0].fail_take = true;
         let resources = boxed(fakes);

@@ -294,10 +294,7 @@ impl Resource for Mount {
 /// from the kernel's mount table.
 fn open_bind_source(entries: &[MountEntry], source: &Path) -> Result<rustix::fd::OwnedFd, String> {
     use rustix::fs::{open, openat2, Mode, OFlags, ResolveFlags};
-    let base = entries
-        .iter()
-        .filter(|e| source.starts_with(&e.mount_point))
-        .max_by_key(|e| e.mount_point.components().count())
+    let base = procfs::containing_mount(entries, source, None)
         .map(|e| e.mount_point.clone())
         .unwrap_or_else(|| PathBuf::from("/"));
     let rest = source.strip_prefix(&base).unwrap_or(source);

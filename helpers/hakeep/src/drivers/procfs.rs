@@ -137,13 +137,22 @@ pub fn bind_origin(
     source: &Path,
     exclude: &Path,
 ) -> Option<((u32, u32), PathBuf)> {
-    let containing = entries
-        .iter()
-        .filter(|e| e.mount_point != exclude && source.starts_with(&e.mount_point))
-        // Deepest mountpoint wins; among equals, the last (top of the stack).
-        .max_by_key(|e| e.mount_point.components().count())?;
+    let containing = containing_mount(entries, source, Some(exclude))?;
     let rel = source.strip_prefix(&containing.mount_point).ok()?;
     Some((containing.dev, containing.root.join(rel)))
+}
+
+/// The mount that holds `path`: the deepest mountpoint above or at it; among equals, the
+/// last (top of the stack). The one at `exclude` does not count.
+pub fn containing_mount<'a>(
+    entries: &'a [MountEntry],
+    path: &Path,
+    exclude: Option<&Path>,
+) -> Option<&'a MountEntry> {
+    entries
+        .iter()
+        .filter(|e| Some(e.mount_point.as_path()) != exclude && path.starts_with(&e.mount_point))
+        .max_by_key(|e| e.mount_point.components().count())
 }
 
 /// Processes under `proc` whose cwd, root, exe, open files or mapped files are

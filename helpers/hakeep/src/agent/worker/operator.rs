@@ -5,13 +5,13 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::drivers::Observed;
 use crate::runtime::control::{ControlReply, ControlRequest};
 use crate::runtime::holds::HoldKind;
 use crate::runtime::state::epoch_ms;
 use crate::runtime::VrrpState;
 
 use super::super::mailbox::{Input, Mailbox};
+use super::super::reconcile::still_held;
 use super::Worker;
 
 /// Longest a prepare waits for keepalived to report this node's instance as BACKUP.
@@ -127,12 +127,7 @@ impl Worker {
         let left: Vec<String> = self
             .resources
             .iter()
-            .filter(|r| {
-                !matches!(
-                    r.observe(&ctx),
-                    Ok(Observed::Inactive | Observed::NotApplicable)
-                )
-            })
+            .filter(|r| still_held(r.as_ref(), &ctx))
             .map(|r| r.id())
             .collect();
         if !left.is_empty() {

@@ -93,7 +93,13 @@ pub fn send(socket: &Path, request: &ControlRequest) -> anyhow::Result<ControlRe
     stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
     let mut text = serde_json::to_string(request)?;
     text.push('\n');
-    stream.write_all(text.as_bytes())?;
+    // An agent that refuses the caller (not root) answers and closes without reading:
+    // the write then fails (EPIPE) but its answer is there to read.
+    if let Err(e) = stream.write_all(text.as_bytes()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
     let mut line = String::new();
     BufReader::new(stream.take(1 << 20)).read_line(&mut line)?;
     serde_json::from_str(line.trim_end()).with_context(|| format!("the agent's reply {line:?}"))

@@ -55,5 +55,9 @@ mkdir -p "$(dirname "$VENV")"
 runs ansible-playbook || die "ansible-playbook does not run from $VENV"
 runs molecule || die "molecule does not run from $VENV"
 echo "$want" >"$STAMP"
-log "installed in $((SECONDS - start)) s: $("$VENV/bin/ansible" --version | head -n1), $(cd "$VENV" && PATH="$VENV/bin:$PATH" molecule --version 2>/dev/null | head -n1)"
+# Whole outputs, first lines kept here: `| head -n1` closed the pipe on a still-writing
+# ansible, which then printed a Broken pipe traceback.
+ansible_version=$("$VENV/bin/ansible" --version)
+molecule_version=$(cd "$VENV" && PATH="$VENV/bin:$PATH" molecule --version 2>/dev/null)
+log "installed in $((SECONDS - start)) s: ${ansible_version%%$'\n'*}, ${molecule_version%%$'\n'*}"
 echo "$VENV/bin" >&3

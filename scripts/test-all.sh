@@ -33,10 +33,20 @@ stop_prefetch() {
 }
 trap stop_prefetch EXIT
 
-# Each tier's wall time, for the CI budget (docs/lab.md, "Measured here").
+# Each tier's wall time, for the CI budget (docs/lab.md, "Measured here"). Each tier's
+# output is also kept in target/test-logs/; a failed tier ends the run with its failure
+# lines repeated, since CI shows only the tail of a long run.
+logs=target/test-logs
+mkdir -p "$logs"
 tier() {
-  local start=$SECONDS
-  make "$@"
+  local start=$SECONDS log="$logs/$1.log" rc=0
+  make "$@" 2>&1 | tee "$log" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "test: make $* failed after $((SECONDS - start)) s (exit $rc); its last failure lines (whole output: $log):" >&2
+    grep -E 'fatal: \[|FAILED!|failed: \[|panicked at|^error(\[|:)|^test .* FAILED|ERROR ' "$log" \
+      | tail -n 20 | cut -c1-1200 >&2 || true
+    exit "$rc"
+  fi
   echo "test: make $* took $((SECONDS - start)) s" >&2
 }
 

@@ -1241,6 +1241,33 @@ fn all_nodes_over_ssh_shows_an_unreachable_node_and_refuses_a_wrong_host_key() {
                 lab.sshd_output(n)
             );
         }
+        // That key is authorized as roles/hakeep does it, for the peer requests only: a
+        // shell command with it is refused by the forced command (`hakeep peer-command`).
+        let files = lab.ssh.clone().context("ssh files")?;
+        let shell = lab.exec(
+            "n1",
+            &[
+                "ssh",
+                "-i",
+                &files.identity_file.display().to_string(),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                &format!("UserKnownHostsFile={}", files.known_hosts.display()),
+                &format!("root@{}", lab.node("n2").address),
+                "id",
+            ],
+        )?;
+        let (out, err) = (
+            String::from_utf8_lossy(&shell.stdout),
+            String::from_utf8_lossy(&shell.stderr),
+        );
+        ensure!(
+            shell.status.code() == Some(1) && err.contains("refused") && !out.contains("uid="),
+            "ssh n2 id with the peer key: {:?}: {out} {err}",
+            shell.status
+        );
+        eprintln!("[all_nodes] ssh n2 id: {}", err.trim());
         let human = hk(lab, "n1", &["status", "--all-nodes", "--node", "n1"])?;
         let n3_line = human
             .stdout
@@ -1255,7 +1282,6 @@ fn all_nodes_over_ssh_shows_an_unreachable_node_and_refuses_a_wrong_host_key() {
         eprintln!("[all_nodes] human output:\n{}", human.stdout.trim_end());
 
         // A wrong host key for n2: refused, shown as such.
-        let files = lab.ssh.clone().context("ssh files")?;
         let known = std::fs::read_to_string(&files.known_hosts)?;
         let n2_addr = lab.node("n2").address.clone();
         let wrong = lab.new_public_key("not-n2")?;

@@ -131,6 +131,10 @@ pub enum Command {
         #[arg(long, env = "HAKEEP_NODE")]
         node: Option<String>,
     },
+    /// The forced command of the peers' SSH keys (authorized_keys `command=`): runs the
+    /// request in SSH_ORIGINAL_COMMAND if it is one the operator commands send (internal).
+    #[command(hide = true)]
+    PeerCommand,
     /// Print the version.
     Version,
 }

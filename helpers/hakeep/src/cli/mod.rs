@@ -111,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check { group, json, node } => {
             ops_cmds::check(&cli.config, node, group.as_deref(), json)
         }
+        Command::PeerCommand => ops_cmds::peer_command(&cli.config),
         Command::Version => {
             println!("hakeep {}", env!("CARGO_PKG_VERSION"));
             Ok(exit::OK)

@@ -322,3 +322,35 @@ pub fn check(
     }
     Ok(if ok { exit::OK } else { exit::PROBLEM })
 }
+
+/// `peer-command`: the forced command of a peer's key. Refuses (exit 1, reason on stderr)
+/// whatever is not one of the requests ops::remote sends; runs the rest as this binary
+/// with an explicit argv, so no shell ever parses what the client sent.
+pub fn peer_command(config: &Path) -> anyhow::Result<i32> {
+    use std::os::unix::process::CommandExt;
+
+    let Some(original) = std::env::var_os("SSH_ORIGINAL_COMMAND") else {
+        eprintln!("hakeep: this key only runs hakeep's peer requests (status, release)");
+        return Ok(exit::PROBLEM);
+    };
+    let cluster = load(config)?;
+    let args =
+        match crate::ops::peer_command::allowed_args(&original.to_string_lossy(), config, &cluster)
+        {
+            Ok(args) => args,
+            Err(why) => {
+                eprintln!("hakeep: refused: {why}");
+                return Ok(exit::PROBLEM);
+            }
+        };
+    let me = std::env::current_exe()?;
+    let err = std::process::Command::new(&me)
+        .arg("-c")
+        .arg(config)
+        .args(&args)
+        .env_remove("HAKEEP_CONFIG")
+        .env_remove("HAKEEP_NODE")
+        .env_remove("SSH_ORIGINAL_COMMAND")
+        .exec();
+    bail!("running {}: {err}", me.display())
+}

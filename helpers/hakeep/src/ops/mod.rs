@@ -4,6 +4,7 @@ pub mod check;
 pub mod cluster_status;
 pub mod maintenance;
 pub mod moves;
+pub mod peer_command;
 pub mod remote;
 pub mod status;
 pub mod status_view;

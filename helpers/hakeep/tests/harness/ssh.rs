@@ -86,8 +86,17 @@ impl Lab {
         };
         let identity_file = dir.join("id_ed25519");
         keygen(&identity_file, &format!("{}-client", self.id))?;
+        // Authorized as roles/hakeep authorizes a peer's key: only hakeep's peer requests.
         let authorized_keys = dir.join("authorized_keys");
-        fs::copy(identity_file.with_extension("pub"), &authorized_keys)?;
+        fs::write(
+            &authorized_keys,
+            format!(
+                "restrict,command=\"{} -c {} peer-command\" {}\n",
+                self.hakeep.display(),
+                self.config.display(),
+                public_key(&identity_file)?
+            ),
+        )?;
         let mut host_keys = BTreeMap::new();
         let mut known = String::new();
         for n in &self.nodes {

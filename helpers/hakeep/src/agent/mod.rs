@@ -6,6 +6,7 @@
 
 pub mod control;
 pub mod fifo;
+mod fifo_reader;
 pub mod ips;
 pub mod lock;
 pub mod mailbox;
@@ -162,9 +163,10 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
     resync_now("agent start");
 
     let (tx, rx) = mpsc::channel();
+    let reader = fifo_reader::Reader::new(&paths.fifo, fifo_file);
     std::thread::Builder::new()
         .name("notify-fifo".into())
-        .spawn(move || fifo::read_events(fifo_file, tx))
+        .spawn(move || reader.run(tx))
         .context("starting the FIFO reader")?;
     loop {
         match rx.recv_timeout(resync) {
@@ -188,9 +190,12 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => resync_now("resync"),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // The reader ended on an error; keep going on resyncs alone.
-                std::thread::sleep(resync);
-                resync_now("resync");
+                // The reader reopens the FIFO itself; it ends only by a panic (a bug).
+                log::error!("the notify FIFO reader is gone; resyncs alone from now on");
+                loop {
+                    std::thread::sleep(resync);
+                    resync_now("resync");
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod mailbox;
 pub mod reconcile;
 pub mod records;
 mod routes;
+mod supervise;
 mod worker;
 
 use std::collections::HashMap;
@@ -116,10 +117,23 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
     });
     for group in &groups {
         let mailbox = mailboxes[&group.name].clone();
-        let worker = worker::Worker::new(cluster, group, node, env.clone());
+        let (cluster, group, node, env) = (
+            cluster.clone(),
+            (*group).clone(),
+            node.to_string(),
+            env.clone(),
+        );
         std::thread::Builder::new()
             .name(format!("group-{}", group.name))
-            .spawn(move || worker.run(mailbox))
+            .spawn(move || {
+                let records = env.records.clone();
+                supervise::supervise(&group.name, &records, Default::default(), |attempt| {
+                    if attempt > 0 {
+                        mailbox.nudge("worker restarted after a panic");
+                    }
+                    worker::Worker::new(&cluster, &group, &node, env.clone()).run(mailbox.clone())
+                })
+            })
             .context("starting a group worker")?;
     }
     log::info!(

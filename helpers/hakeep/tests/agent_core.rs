@@ -1,7 +1,9 @@
 //! The event-driven agent core on real parts: what the node reports by itself (an
-//! address removed by hand), holds that survive an agent restart, and switchovers back
-//! to back that do not depend on what the target went through before.
+//! address removed by hand), holds that survive an agent restart, switchovers back to
+//! back that do not depend on what the target went through before, a worker that
+//! panics, and a notify FIFO removed under the agent.
 
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{ensure, Context};
@@ -224,6 +226,96 @@ fn the_control_socket_refuses_other_users() {
             !out.status.success() && stdout.contains("answers root only"),
             "a release as nobody: {out:?}"
         );
+        lab.check_only_active("n1")?;
+        Ok(())
+    });
+}
+
+/// A group worker that panics (debug builds: HAKEEP_DEBUG_PANIC_ONCE, right after its
+/// first take step, the mount) does not take the agent with it: the panic is reported in
+/// state.json and `hakeep status`, a fresh worker starts, finds the mount it left, takes
+/// only what is missing (the service) and the group serves from n1.
+#[test]
+fn a_panicking_worker_is_reported_restarted_and_serves_again() {
+    let builder = Lab::builder().agent_env("n1", "HAKEEP_DEBUG_PANIC_ONCE", GROUP);
+    scenario("worker_panic", builder, |lab| {
+        let pid = lab.agent_pid("n1").context("n1's agent")?;
+        lab.wait(
+            "n1's state.json reports the worker's panic",
+            CONVERGE,
+            |lab| {
+                group_state(lab, "n1").is_some_and(|g| {
+                    g["problems"].as_array().is_some_and(|p| {
+                        p.iter()
+                            .any(|p| p.as_str().is_some_and(|p| p.contains("worker panicked")))
+                    })
+                })
+            },
+        )?;
+        ensure!(
+            lab.agent_output("n1")
+                .contains(&format!("group {GROUP}: its worker panicked")),
+            "the agent did not log the panic with its group"
+        );
+        lab.wait_only_active("n1", CONVERGE)?;
+        ensure!(
+            lab.agent_running("n1") && lab.agent_pid("n1") == Some(pid),
+            "the agent did not survive its worker's panic"
+        );
+        let mount_takes = parse_actions(&lab.actions_log("n1"))
+            .iter()
+            .filter(|a| a.action == "take" && a.step.starts_with("mount:"))
+            .count();
+        ensure!(
+            mount_takes == 1,
+            "the restarted worker did not start from what was held: {mount_takes} mount takes"
+        );
+        let status = lab.hakeep("n1", &["status", "--node", "n1"])?;
+        let text = String::from_utf8_lossy(&status.stdout);
+        ensure!(
+            status.status.code() == Some(1) && text.contains("worker panicked"),
+            "hakeep status does not report the panic: {status:?}"
+        );
+        Ok(())
+    });
+}
+
+/// The notify FIFO removed under a running agent: the agent makes a new one (0600) at
+/// once and reads it, and still reads the old one while keepalived has it open. So
+/// keepalived's STOP (written to the old FIFO) and, after its restart, its BACKUP
+/// (written to the new one) both reach the agent as FIFO events. The old agent kept
+/// reading only the removed FIFO: the restarted keepalived made its own and was unheard.
+#[test]
+fn a_removed_notify_fifo_is_recreated_and_events_keep_flowing() {
+    scenario("fifo_removed", Lab::builder(), |lab| {
+        lab.wait_only_active("n1", CONVERGE)?;
+        let path = lab.node_path("n2", "/run/hakeep/vrrp.fifo");
+        let old = std::fs::symlink_metadata(&path)?.ino();
+        std::fs::remove_file(&path)?;
+        lab.wait("n2's agent re-creates its FIFO", secs(10), |_| {
+            std::fs::symlink_metadata(&path)
+                .is_ok_and(|m| m.file_type().is_fifo() && m.ino() != old)
+        })?;
+        let meta = std::fs::symlink_metadata(&path)?;
+        ensure!(
+            meta.mode() & 0o7777 == 0o600 && meta.uid() == 0,
+            "the new FIFO: mode {:o}, uid {}",
+            meta.mode() & 0o7777,
+            meta.uid()
+        );
+        let since = epoch(SystemTime::now());
+        lab.stop_keepalived("n2")?;
+        lab.wait(
+            "n2's agent hears STOP through the old FIFO",
+            secs(20),
+            |lab| !times(&lab.actions_log("n2"), "event=STOP", since).is_empty(),
+        )?;
+        lab.start_keepalived("n2")?;
+        lab.wait(
+            "n2's agent hears BACKUP through the new FIFO",
+            secs(30),
+            |lab| !times(&lab.actions_log("n2"), "event=BACKUP", since).is_empty(),
+        )?;
         lab.check_only_active("n1")?;
         Ok(())
     });

@@ -1,15 +1,12 @@
-//! The notify FIFO keepalived writes to. The agent creates it once and then always reuses
-//! it: re-creating it would strand keepalived on the old inode (docs/design.md §7).
+//! The notify FIFO keepalived writes to: created (0600) or reused after a check. The
+//! agent re-creates it only when it is gone (fifo_reader.rs), and reads the old one
+//! until its writers close it, so a running keepalived is not stranded (docs/design.md §7).
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::sync::mpsc::Sender;
 
 use anyhow::{bail, Context};
-
-use crate::keepalived::notify::{parse_line, Event, LineSplitter};
 
 /// Makes sure `dir` is a root-owned directory nobody else can write to.
 pub fn secure_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
@@ -40,73 +37,59 @@ pub fn secure_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the FIFO (mode 0600) or reuses an existing one after checking it.
+/// Creates the FIFO (mode 0600) or reuses an existing one after checking it: a FIFO of
+/// ours, mode 0600. A symlink or anything else at the path is refused, and what was
+/// opened is checked again through the descriptor (the path may change in between).
 pub fn open(path: &Path) -> anyhow::Result<File> {
     match std::fs::symlink_metadata(path) {
-        Ok(meta) => {
-            if !meta.file_type().is_fifo() {
-                bail!(
-                    "refusing to start: {} exists and is not a FIFO",
-                    path.display()
-                );
-            }
-            if meta.uid() != rustix::process::geteuid().as_raw() || meta.mode() & 0o077 != 0 {
-                bail!(
-                    "refusing to start: FIFO {} has owner uid {} and mode {:o}; expected ours and 0600",
-                    path.display(),
-                    meta.uid(),
-                    meta.mode() & 0o7777
-                );
-            }
-        }
+        Ok(meta) => check(path, &meta)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            rustix::fs::mknodat(
+            match rustix::fs::mknodat(
                 rustix::fs::CWD,
                 path,
                 rustix::fs::FileType::Fifo,
                 rustix::fs::Mode::from_raw_mode(0o600),
                 0,
-            )
-            .with_context(|| format!("creating FIFO {}", path.display()))?;
+            ) {
+                // Someone made one in between: it is checked below like any other.
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("creating FIFO {}", path.display()))
+                }
+            }
         }
         Err(e) => return Err(e).with_context(|| format!("inspecting {}", path.display())),
     }
     // Read-write, as keepalived does: we never see EOF when keepalived restarts.
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
         .open(path)
-        .with_context(|| format!("opening FIFO {}", path.display()))
+        .with_context(|| format!("opening FIFO {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("inspecting FIFO {}", path.display()))?;
+    check(path, &meta)?;
+    Ok(file)
 }
 
-/// Reads events forever, sending the valid ones; garbage is logged and dropped.
-pub fn read_events(mut fifo: File, events: Sender<Event>) {
-    let mut splitter = LineSplitter::default();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = match fifo.read(&mut buf) {
-            Ok(0) => continue,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::error!("reading the notify FIFO failed: {e}; the periodic resync takes over");
-                return;
-            }
-        };
-        for line in splitter.feed(&buf[..n]) {
-            match parse_line(&line) {
-                Ok(event) => {
-                    if events.send(event).is_err() {
-                        return;
-                    }
-                }
-                Err(why) => log::warn!(
-                    "ignoring notify FIFO line {:?}: {why}",
-                    String::from_utf8_lossy(&line[..line.len().min(80)])
-                ),
-            }
-        }
+fn check(path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<()> {
+    if meta.file_type().is_symlink() {
+        bail!("refusing {}: it is a symlink, not a FIFO", path.display());
     }
+    if !meta.file_type().is_fifo() {
+        bail!("refusing {}: it exists and is not a FIFO", path.display());
+    }
+    if meta.uid() != rustix::process::geteuid().as_raw() || meta.mode() & 0o077 != 0 {
+        bail!(
+            "refusing FIFO {}: owner uid {} and mode {:o}; expected ours and 0600",
+            path.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -150,21 +133,13 @@ mod tests {
     }
 
     #[test]
-    fn events_flow_and_garbage_is_dropped() {
+    fn refuses_a_symlink_to_a_fifo() {
         let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.fifo");
+        drop(open(&real).unwrap());
         let path = dir.path().join("vrrp.fifo");
-        let reader = open(&path).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || read_events(reader, tx));
-        let mut writer = OpenOptions::new().write(true).open(&path).unwrap();
-        use std::io::Write;
-        writer
-            .write_all(b"\xff\xfe garbage\nINSTANCE \"web\" MASTER 200\n")
-            .unwrap();
-        let event = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
-        assert_eq!(event.name, "web");
-        assert!(rx
-            .recv_timeout(std::time::Duration::from_millis(200))
-            .is_err());
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        let err = open(&path).unwrap_err().to_string();
+        assert!(err.contains("is a symlink"), "{err}");
     }
 }

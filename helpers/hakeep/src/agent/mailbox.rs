@@ -2,7 +2,7 @@
 //! slow step never builds up a queue of stale events.
 
 use std::sync::mpsc::Sender;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::runtime::control::{ControlReply, ControlRequest};
@@ -49,10 +49,14 @@ impl Mailbox {
         }
     }
 
+    /// The input, also after a panic elsewhere while it was held: a worker restarted
+    /// after a panic must still hear every post.
+    fn input(&self) -> MutexGuard<'_, Input> {
+        self.input.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn post(&self, vrrp: Option<VrrpState>, keepalived_running: bool, trigger: &str) {
-        let Ok(mut input) = self.input.lock() else {
-            return;
-        };
+        let mut input = self.input();
         if let Some(state) = vrrp {
             input.vrrp = state;
         }
@@ -66,9 +70,7 @@ impl Mailbox {
     /// Wakes the worker because something it watches changed (a unit, a mount, an
     /// address); what keepalived said stays as it was.
     pub fn nudge(&self, trigger: &str) {
-        let Ok(mut input) = self.input.lock() else {
-            return;
-        };
+        let mut input = self.input();
         input.trigger = trigger.to_string();
         input.seq += 1;
         self.changed.notify_all();
@@ -76,41 +78,26 @@ impl Mailbox {
 
     /// Queues an operator request and wakes the worker.
     pub fn request(&self, request: Request) {
-        if let Ok(mut queue) = self.requests.lock() {
-            queue.push(request);
-        }
-        if let Ok(mut input) = self.input.lock() {
-            input.seq += 1;
-        }
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(request);
+        self.input().seq += 1;
         self.changed.notify_all();
     }
 
     pub fn take_requests(&self) -> Vec<Request> {
-        self.requests
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default()
+        std::mem::take(&mut *self.requests.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The latest input, without waiting.
     pub fn latest(&self) -> Input {
-        match self.input.lock() {
-            Ok(input) => input.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.input().clone()
     }
 
     /// Waits up to `timeout` for an input newer than `seen`; returns the latest either way.
     pub fn wait(&self, seen: u64, timeout: Duration) -> Input {
-        let Ok(guard) = self.input.lock() else {
-            return Input {
-                vrrp: VrrpState::Unknown,
-                keepalived_running: false,
-                trigger: "poisoned".into(),
-                seq: seen,
-                known: false,
-            };
-        };
+        let guard = self.input();
         match self
             .changed
             .wait_timeout_while(guard, timeout, |i| i.seq == seen)

@@ -6,12 +6,14 @@
 
 pub mod control;
 pub mod fifo;
+mod fifo_reader;
 pub mod ips;
 pub mod lock;
 pub mod mailbox;
 pub mod reconcile;
 pub mod records;
 mod routes;
+mod supervise;
 mod worker;
 
 use std::collections::HashMap;
@@ -115,10 +117,23 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
     });
     for group in &groups {
         let mailbox = mailboxes[&group.name].clone();
-        let worker = worker::Worker::new(cluster, group, node, env.clone());
+        let (cluster, group, node, env) = (
+            cluster.clone(),
+            (*group).clone(),
+            node.to_string(),
+            env.clone(),
+        );
         std::thread::Builder::new()
             .name(format!("group-{}", group.name))
-            .spawn(move || worker.run(mailbox))
+            .spawn(move || {
+                let records = env.records.clone();
+                supervise::supervise(&group.name, &records, Default::default(), |attempt| {
+                    if attempt > 0 {
+                        mailbox.nudge("worker restarted after a panic");
+                    }
+                    worker::Worker::new(&cluster, &group, &node, env.clone()).run(mailbox.clone())
+                })
+            })
             .context("starting a group worker")?;
     }
     log::info!(
@@ -162,9 +177,10 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
     resync_now("agent start");
 
     let (tx, rx) = mpsc::channel();
+    let reader = fifo_reader::Reader::new(&paths.fifo, fifo_file);
     std::thread::Builder::new()
         .name("notify-fifo".into())
-        .spawn(move || fifo::read_events(fifo_file, tx))
+        .spawn(move || reader.run(tx))
         .context("starting the FIFO reader")?;
     loop {
         match rx.recv_timeout(resync) {
@@ -188,9 +204,12 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => resync_now("resync"),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // The reader ended on an error; keep going on resyncs alone.
-                std::thread::sleep(resync);
-                resync_now("resync");
+                // The reader reopens the FIFO itself; it ends only by a panic (a bug).
+                log::error!("the notify FIFO reader is gone; resyncs alone from now on");
+                loop {
+                    std::thread::sleep(resync);
+                    resync_now("resync");
+                }
             }
         }
     }

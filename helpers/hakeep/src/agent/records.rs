@@ -1,20 +1,30 @@
 //! What the agent leaves for people and tools: actions.log (one line per step) and
 //! state.json (the current picture, replaced atomically).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use crate::fsutil::write_atomic;
-use crate::runtime::state::{timestamp, AgentState, GroupState, Step, SCHEMA};
+use crate::runtime::holds::HoldKind;
+use crate::runtime::state::{timestamp, AgentState, Fault, GroupState, Step, SCHEMA};
 use crate::runtime::VrrpState;
+
+/// How long a group's problems still say that its worker panicked (and was restarted):
+/// a panic is a bug someone should see, even when the group serves again.
+pub const PANIC_REPORTED_FOR: Duration = Duration::from_secs(600);
+
+/// How a group's problems start that report a panic of its worker.
+pub const PANIC_NOTE: &str = "the group's worker panicked and was restarted";
 
 /// Shared by the group workers; an update that changes the picture rewrites state.json.
 pub struct Records {
     state: Mutex<AgentState>,
+    /// Per group, the latest panic of its worker: when, and its message.
+    panics: Mutex<HashMap<String, (SystemTime, String)>>,
     state_path: PathBuf,
     log_path: PathBuf,
 }
@@ -31,6 +41,7 @@ impl Records {
                 keepalived_running: false,
                 groups: BTreeMap::new(),
             }),
+            panics: Mutex::new(HashMap::new()),
             state_path: state_path.to_path_buf(),
             log_path: log_path.to_path_buf(),
         }
@@ -97,7 +108,10 @@ impl Records {
         self.append(&line);
     }
 
-    pub fn set_group(&self, name: &str, group: GroupState) {
+    pub fn set_group(&self, name: &str, mut group: GroupState) {
+        if let Some(note) = self.panic_note(name) {
+            group.problems.push(note);
+        }
         self.update(|s| {
             if s.groups.get(name) == Some(&group) {
                 return false;
@@ -105,6 +119,51 @@ impl Records {
             s.groups.insert(name.to_string(), group);
             true
         });
+    }
+
+    /// A group's worker panicked and restarts in `restart_in`: until then the group is
+    /// FAULT (nothing manages it), and for PANIC_REPORTED_FOR its problems say so.
+    pub fn worker_panicked(&self, name: &str, message: &str, restart_in: Duration) {
+        let now = SystemTime::now();
+        self.panics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), (now, message.to_string()));
+        let note = self.panic_note(name);
+        self.update(|s| {
+            let group = s
+                .groups
+                .entry(name.to_string())
+                .or_insert_with(|| GroupState {
+                    vrrp_state: VrrpState::Unknown,
+                    desired: "unknown".into(),
+                    actual: "unknown".into(),
+                    maintenance: false,
+                    fault: None,
+                    resources: Vec::new(),
+                    floating_ips: Vec::new(),
+                    problems: Vec::new(),
+                    last_transition: None,
+                });
+            group.fault = Some(Fault {
+                reason: format!("the group's worker panicked: {message}; restarting it"),
+                by_operator: false,
+                kind: HoldKind::Fault,
+                since: timestamp(now),
+                hold_down_until: timestamp(now + restart_in),
+            });
+            group.problems.retain(|p| !p.starts_with(PANIC_NOTE));
+            group.problems.extend(note);
+            true
+        });
+    }
+
+    fn panic_note(&self, name: &str) -> Option<String> {
+        let panics = self.panics.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, message) = panics.get(name)?;
+        let age = SystemTime::now().duration_since(*at).unwrap_or_default();
+        (age < PANIC_REPORTED_FOR)
+            .then(|| format!("{PANIC_NOTE} at {} ({message})", timestamp(*at)))
     }
 
     pub fn set_keepalived_running(&self, running: bool) {
@@ -118,9 +177,7 @@ impl Records {
     /// Applies `change`; rewrites state.json only when it says it changed something, so
     /// an idle agent's resyncs cost a comparison, not a serialisation and a write.
     fn update(&self, change: impl FnOnce(&mut AgentState) -> bool) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if !change(&mut state) {
             return;
         }

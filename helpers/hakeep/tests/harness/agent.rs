@@ -42,8 +42,11 @@ impl Lab {
         let fifo_existed = self.node_path(name, FIFO).exists();
         let node = &self.nodes[i];
         let (log, _) = Self::open_log(&node.agent_log(), "hakeep agent", self.started.elapsed())?;
-        let child = self
-            .nsenter(name)
+        let mut cmd = self.nsenter(name);
+        for (_, key, value) in self.agent_env.iter().filter(|(n, _, _)| n == name) {
+            cmd.env(key, value);
+        }
+        let child = cmd
             .arg(&self.hakeep)
             .args(["agent", "-c"])
             .arg(&self.config)
@@ -82,6 +85,11 @@ impl Lab {
             bail!("{name}: hakeep agent did not create {FIFO} within 15 s");
         }
         Ok(())
+    }
+
+    /// The agent's output (stderr: its log) over all its starts in this lab.
+    pub fn agent_output(&self, name: &str) -> String {
+        fs::read_to_string(self.node(name).agent_log()).unwrap_or_default()
     }
 
     /// kill -9 the agent (only the agent: what it started keeps running), and reap it.

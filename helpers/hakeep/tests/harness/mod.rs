@@ -239,6 +239,7 @@ pub struct LabBuilder {
     agent: bool,
     staggered: bool,
     node_files: Vec<(String, String, String)>,
+    agent_env: Vec<(String, String, String)>,
     hold_down: u64,
     checks: Option<String>,
     ssh: bool,
@@ -267,6 +268,14 @@ impl LabBuilder {
     pub fn node_file(mut self, node: &str, path: &str, content: &str) -> Self {
         self.node_files
             .push((node.to_string(), path.to_string(), content.to_string()));
+        self
+    }
+
+    /// An environment variable for a node's agent (every start of it), e.g. a debug
+    /// build's fault injection.
+    pub fn agent_env(mut self, node: &str, key: &str, value: &str) -> Self {
+        self.agent_env
+            .push((node.to_string(), key.to_string(), value.to_string()));
         self
     }
 
@@ -348,6 +357,8 @@ pub struct Lab {
     holder_mnt_ns: HashSet<u64>,
     extras: Vec<(String, Child)>,
     agent_enabled: bool,
+    /// (node, key, value) of [`LabBuilder::agent_env`].
+    agent_env: Vec<(String, String, String)>,
     hold_down: u64,
     checks: Option<String>,
     pub ssh: Option<SshFiles>,
@@ -368,6 +379,7 @@ impl Lab {
             agent: true,
             staggered: true,
             node_files: Vec::new(),
+            agent_env: Vec::new(),
             hold_down: HOLD_DOWN,
             checks: None,
             ssh: false,
@@ -433,6 +445,7 @@ impl Lab {
             holder_mnt_ns: HashSet::new(),
             extras: Vec::new(),
             agent_enabled: opts.agent,
+            agent_env: opts.agent_env.clone(),
             hold_down: opts.hold_down,
             checks: opts.checks.clone(),
             ssh: None,

@@ -4,6 +4,8 @@
 //! checks of an active group, with the restart budget), publish (state.json), operator
 //! (release, takeover and prepare requests from the control socket).
 
+#[cfg(debug_assertions)]
+mod debug_hooks;
 mod holds;
 mod operator;
 mod publish;
@@ -175,7 +177,9 @@ impl Worker {
         let group = self.group.name.clone();
         let records = self.env.records.clone();
         let (outcome, steps) = converge(&self.ctx(), &self.resources, desired, &mut |s| {
-            records.log_step(&group, s)
+            records.log_step(&group, s);
+            #[cfg(debug_assertions)]
+            debug_hooks::panic_once_after_take(&group, s);
         });
         drop(lock);
         let mut problems = Vec::new();

@@ -8,6 +8,7 @@ use crate::config::Volume;
 pub mod iscsi;
 pub mod none;
 pub mod nvmesh;
+mod nvmesh_status;
 
 pub fn for_config(volume: &Volume) -> Box<dyn Resource> {
     match volume {

@@ -1,12 +1,18 @@
 //! NVMesh volume through the client CLI: an exclusive read-write attach with preempt
 //! (the storage fences the previous holder), then /dev/nvmesh/VOLUME appears.
 //! The CLI's JSON answer decides success; its exit code is not relied upon.
+//!
+//! Whether this node holds the volume comes from the client's own status
+//! (nvmesh_status.rs), never from the device node: a node that was preempted keeps its
+//! /dev/nvmesh/VOLUME, and taking that for ownership would skip the attach (and its
+//! preempt) and hide the fence.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::nvmesh_status::{self, Ownership};
 use super::{ensure_unused, under_root};
 use crate::config::NvmeshVolume;
 use crate::drivers::{wait_until, Context, DriverError, Kind, Observed, Resource};
@@ -57,7 +63,8 @@ impl Nvmesh {
         }
     }
 
-    /// Looks for device paths under `root` instead of `/` (tests).
+    /// Looks for device paths and the client's /proc files under `root` instead of `/`
+    /// (tests).
     pub fn with_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.root = root.into();
         self
@@ -69,6 +76,19 @@ impl Nvmesh {
 
     fn device_exists(&self) -> bool {
         under_root(&self.root, &self.dev()).exists()
+    }
+
+    /// What the NVMesh client says about this node's attach of the volume.
+    fn ownership(&self) -> Result<Ownership, String> {
+        nvmesh_status::read(
+            &under_root(&self.root, Path::new("/proc")),
+            &self.volume.volume,
+        )
+    }
+
+    /// Ours: attached here exclusively read-write with IO enabled, and the device there.
+    fn owned(&self) -> Result<bool, String> {
+        Ok(self.ownership()? == Ownership::Owned && self.device_exists())
     }
 
     fn run_json(
@@ -109,11 +129,15 @@ impl Resource for Nvmesh {
     }
 
     fn observe(&self, _ctx: &Context) -> Result<Observed, DriverError> {
-        Ok(if self.device_exists() {
-            Observed::Active
-        } else {
-            Observed::Inactive
-        })
+        match self.owned() {
+            Ok(true) => Ok(Observed::Active),
+            Ok(false) => Ok(Observed::Inactive),
+            // Unknown is neither: not released blind, not reported as fenced.
+            Err(e) => Err(DriverError::Failed(format!(
+                "NVMesh volume {}: {e}",
+                self.volume.volume
+            ))),
+        }
     }
 
     fn take(&self, ctx: &Context) -> Result<(), DriverError> {
@@ -136,11 +160,26 @@ impl Resource for Nvmesh {
                 self.dev().display()
             )));
         }
+        // The CLI said attached; the client must also say the reservation is ours.
+        if !wait_until(wait, POLL, || self.owned() == Ok(true)) {
+            let why = match self.ownership() {
+                Ok(o) => o.to_string(),
+                Err(e) => e,
+            };
+            return Err(DriverError::Failed(format!(
+                "attaching NVMesh volume {}: the client does not report it as this node's \
+                 within {wait:?} ({why})",
+                self.volume.volume
+            )));
+        }
         Ok(())
     }
 
     fn release(&self, ctx: &Context) -> Result<(), DriverError> {
-        if !self.device_exists() {
+        let attached = self
+            .ownership()
+            .map_or(true, |o| o != Ownership::NotAttached);
+        if !self.device_exists() && !attached {
             return Ok(());
         }
         ensure_unused(
@@ -186,6 +225,33 @@ mod tests {
         runner.respond(move |_| Some(Ok(Output::ok(0, json))));
     }
 
+    const OWNED: &str = r#"{"status":"IO Enabled","reservation":{"mode":"EXCLUSIVE_READ_WRITE"}}"#;
+    /// What a client that was preempted by another node shows: still attached, no IO.
+    const PREEMPTED: &str =
+        r#"{"status":"IO Disabled","reservation":{"mode":"EXCLUSIVE_READ_WRITE"}}"#;
+
+    /// Writes the client's status file of db1 under the fake root.
+    fn client_status(root: &Path, json: &str) {
+        let path = nvmesh_status::status_path(&root.join("proc"), "db1");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, json).unwrap();
+    }
+
+    /// Answers the attach as the CLI and the client do: success, and the status file
+    /// now says the volume is this node's.
+    fn attach_succeeds(runner: &RecordingRunner, root: &Path) {
+        let root = root.to_path_buf();
+        runner.respond(move |cmd| {
+            (cmd.program() == "nvmesh_attach_volumes").then(|| {
+                client_status(&root, OWNED);
+                Ok(Output::ok(
+                    0,
+                    r#"{"status":"success","volumes":{"db1":{"status":"Attached IO Enabled"}}}"#,
+                ))
+            })
+        });
+    }
+
     #[test]
     fn parses_attach_and_detach_answers() {
         let ok = r#"{"status":"success","volumes":{"db1":{"status":"Attached IO Enabled"}}}"#;
@@ -207,12 +273,9 @@ mod tests {
 
     #[test]
     fn attach_success_waits_for_the_device() {
-        let (drv, _root) = driver(true);
+        let (drv, root) = driver(true);
         let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
-        stdout(
-            &runner,
-            r#"{"status":"success","volumes":{"db1":{"status":"Attached IO Enabled"}}}"#,
-        );
+        attach_succeeds(&runner, root.path());
         drv.take(&ctx(&runner, &timeouts)).unwrap();
         assert_eq!(runner.calls(), vec![ATTACH]);
         assert_eq!(drv.id(), "volume:nvmesh:db1");
@@ -273,5 +336,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("volume in use"), "{err}");
+    }
+
+    /// The device node of a preempted client stays; it is not ownership. Converging to
+    /// active attaches with preempt (the old driver saw the node, called the volume
+    /// active and skipped the attach), and the watch sees the volume as lost.
+    #[test]
+    fn a_device_node_without_ownership_is_attached_with_preempt() {
+        use crate::agent::reconcile::{converge, Desired, Outcome};
+        let (drv, root) = driver(true);
+        client_status(root.path(), PREEMPTED);
+        let (runner, timeouts) = (RecordingRunner::new(), Timeouts::default());
+        assert_eq!(
+            drv.observe(&ctx(&runner, &timeouts)).unwrap(),
+            Observed::Inactive,
+            "a preempted attach is not this node's"
+        );
+        attach_succeeds(&runner, root.path());
+        let resources: Vec<Box<dyn Resource>> = vec![Box::new(drv)];
+        let (outcome, _) = converge(
+            &ctx(&runner, &timeouts),
+            &resources,
+            Desired::Active,
+            &mut |_| {},
+        );
+        assert_eq!(outcome, Outcome::Done);
+        assert_eq!(runner.calls(), vec![ATTACH]);
+        // Owned now: the next converge has nothing to do.
+        let (again, _) = converge(
+            &ctx(&runner, &timeouts),
+            &resources,
+            Desired::Active,
+            &mut |_| {},
+        );
+        assert_eq!(again, Outcome::AlreadyThere);
+        assert_eq!(runner.calls().len(), 1);
+        // Without a status file, the device node alone is not ours either.
+        fs::remove_file(nvmesh_status::status_path(&root.path().join("proc"), "db1")).unwrap();
+        assert_eq!(
+            resources[0].observe(&ctx(&runner, &timeouts)).unwrap(),
+            Observed::Inactive
+        );
+    }
+
+    #[test]
+    fn an_attach_the_client_does_not_confirm_fails() {
+        let (drv, root) = driver(true);
+        client_status(root.path(), PREEMPTED);
+        let runner = RecordingRunner::new();
+        let timeouts = Timeouts {
+            device_wait: Duration::from_millis(50),
+            ..Timeouts::default()
+        };
+        stdout(&runner, r#"{"volumes":{"db1":{"status":"Attached"}}}"#);
+        let err = drv.take(&ctx(&runner, &timeouts)).unwrap_err().to_string();
+        assert!(err.contains("does not report it as this node's"), "{err}");
     }
 }

@@ -1,8 +1,9 @@
 //! Health probes: each configured check run once. The agent runs them on a schedule
 //! (with fall/rise, agent::worker::watch) and `hakeep check` runs them for scripts.
 
+mod writable;
+
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::Duration;
 
 use crate::config::CheckKind;
@@ -56,7 +57,7 @@ pub fn probe(
                 .map(|_| ())
                 .map_err(|e| format!("connecting to {}: {e}", SocketAddr::new(*host, *port)))
         }
-        CheckKind::Mount(path) => mount_writable(path),
+        CheckKind::Mount(path) => writable::mount_writable(path, timeout),
         CheckKind::Ip(addr) => {
             let present = match addresses {
                 Some(table) => table.present_anywhere(*addr),
@@ -90,23 +91,6 @@ pub fn parse_ip_addr(text: &str) -> Vec<IpAddr> {
             cidr.split('/').next()?.parse().ok()
         })
         .collect()
-}
-
-/// The path is a mountpoint and a file can be written and removed there.
-fn mount_writable(path: &Path) -> Result<(), String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    let wanted = path.to_string_lossy();
-    let mounted = mountinfo.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .is_some_and(|mp| mp.replace("\\040", " ") == wanted)
-    });
-    if !mounted {
-        return Err(format!("{wanted} is not mounted"));
-    }
-    let probe = path.join(format!(".hakeep-check-{}", std::process::id()));
-    std::fs::write(&probe, b"hakeep").map_err(|e| format!("writing {}: {e}", probe.display()))?;
-    std::fs::remove_file(&probe).map_err(|e| format!("removing {}: {e}", probe.display()))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! only as `command="hakeep -c CLUSTER_YML peer-command"` (roles/hakeep, peers.yml), so a
 //! stolen or misused key runs nothing but the two requests the operator commands send
 //! (ops::remote): a node's status, and the release of a group. sshd puts what the client
-//! asked for in SSH_ORIGINAL_COMMAND; it is checked word by word against those two forms,
+//! asked for in SSH_ORIGINAL_COMMAND; it is checked word by word against those forms,
 //! the names against the cluster file, and only then run (by argv, never a shell).
 
 use std::path::Path;
@@ -18,8 +18,10 @@ const MAX_REQUEST: usize = 4096;
 /// command names (the client's binary path is its own business; the one that runs is this
 /// binary) and ARGS one of:
 ///
-/// - `status --json --node=NODE`
-/// - `release GROUP --json --node=NODE`
+/// - `status --json --node=NODE` (status --all-nodes)
+/// - `release GROUP --json --node=NODE` (takeover, switchover: the holder releases)
+/// - `takeover GROUP --prepare --json --node=NODE [--force]` (switchover's first step)
+/// - `takeover GROUP --json --no-remote --wait=SECS --node=NODE [--force]` (its last)
 ///
 /// with NODE a node and GROUP a group of `cluster`.
 pub fn allowed_args(
@@ -52,26 +54,69 @@ pub fn allowed_args(
             .map(|_| name.to_string())
             .ok_or_else(|| format!("{name:?} is not a node of the cluster"))
     };
+    let known_group = |name: &str| -> Result<String, String> {
+        cluster
+            .group(name)
+            .map(|_| name.to_string())
+            .ok_or_else(|| format!("{name:?} is not a group of the cluster"))
+    };
     match rest {
         ["status", "--json", n] => Ok(vec![
             "status".into(),
             "--json".into(),
             format!("--node={}", node(n)?),
         ]),
-        ["release", group, "--json", n] => {
-            if cluster.group(group).is_none() {
-                return Err(format!("{group:?} is not a group of the cluster"));
-            }
-            Ok(vec![
-                "release".into(),
-                (*group).to_string(),
+        ["release", group, "--json", n] => Ok(vec![
+            "release".into(),
+            known_group(group)?,
+            "--json".into(),
+            format!("--node={}", node(n)?),
+        ]),
+        ["takeover", group, "--prepare", "--json", n, force @ ..] => {
+            let mut args = vec![
+                "takeover".into(),
+                known_group(group)?,
+                "--prepare".into(),
                 "--json".into(),
                 format!("--node={}", node(n)?),
-            ])
+            ];
+            args.extend(force_flag(force)?);
+            Ok(args)
+        }
+        ["takeover", group, "--json", "--no-remote", w, n, force @ ..] => {
+            let mut args = vec![
+                "takeover".into(),
+                known_group(group)?,
+                "--json".into(),
+                "--no-remote".into(),
+                format!("--wait={}", wait_secs(w)?),
+                format!("--node={}", node(n)?),
+            ];
+            args.extend(force_flag(force)?);
+            Ok(args)
         }
         _ => Err(format!(
-            "only `status --json --node=NODE` and `release GROUP --json --node=NODE` are \
-             allowed, not {:?}",
+            "only status, release and switchover's takeover requests are allowed, not {:?}",
+            rest.join(" ")
+        )),
+    }
+}
+
+/// `--wait=SECS` of a switchover's takeover: a whole number of seconds up to a day.
+fn wait_secs(arg: &str) -> Result<u64, String> {
+    arg.strip_prefix("--wait=")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|secs| *secs <= 86_400)
+        .ok_or_else(|| format!("{arg:?} is not --wait=SECS (at most 86400)"))
+}
+
+/// Nothing, or `--force` (switchover --force), after a takeover request.
+fn force_flag(rest: &[&str]) -> Result<Option<String>, String> {
+    match rest {
+        [] => Ok(None),
+        ["--force"] => Ok(Some("--force".into())),
+        _ => Err(format!(
+            "unexpected {:?} after a takeover request",
             rest.join(" ")
         )),
     }
@@ -114,6 +159,34 @@ mod tests {
             .unwrap(),
             ["release", &group, "--json", &format!("--node={node}")]
         );
+        assert_eq!(
+            ask(&format!(
+                "hakeep -c {CONFIG} takeover {group} --prepare --json --node={node} --force"
+            ))
+            .unwrap(),
+            [
+                "takeover",
+                &group,
+                "--prepare",
+                "--json",
+                &format!("--node={node}"),
+                "--force"
+            ]
+        );
+        assert_eq!(
+            ask(&format!(
+                "hakeep -c {CONFIG} takeover {group} --json --no-remote --wait=120 --node={node}"
+            ))
+            .unwrap(),
+            [
+                "takeover",
+                &group,
+                "--json",
+                "--no-remote",
+                "--wait=120",
+                &format!("--node={node}")
+            ]
+        );
     }
 
     #[test]
@@ -127,6 +200,10 @@ mod tests {
             "sh -c id".into(),
             format!("hakeep -c /tmp/evil.yml status --json --node={node}"),
             format!("hakeep -c {CONFIG} takeover {group} --json --node={node}"),
+            format!(
+                "hakeep -c {CONFIG} takeover {group} --json --no-remote --wait=x --node={node}"
+            ),
+            format!("hakeep -c {CONFIG} takeover {group} --prepare --json --node={node} --verbose"),
             format!("hakeep -c {CONFIG} release --all --json --node={node}"),
             format!("hakeep -c {CONFIG} release nosuchgroup --json --node={node}"),
             format!("hakeep -c {CONFIG} status --json --node=nosuchnode"),

@@ -2,7 +2,7 @@
 //!
 //! - `cli`, `render`, `validation`: the binary's exit codes and output, the rendered
 //!   keepalived.conf (snapshots, and keepalived's own check), cluster.yml validation;
-//! - `agent_cluster`, `agent_core`, `operator`: the real-parts tier on the lab of
+//! - `agent_cluster`, `agent_core`, `fail_safe`, `operator`: the real-parts tier on the lab of
 //!   [`harness`] (real keepalived and `hakeep agent` in network namespaces; root).
 //!
 //! Select a module with a filter: `cargo test --test integration agent_cluster::`.
@@ -12,6 +12,7 @@ mod harness;
 mod agent_cluster;
 mod agent_core;
 mod cli;
+mod fail_safe;
 mod operator;
 mod render;
 mod validation;

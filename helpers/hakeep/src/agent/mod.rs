@@ -8,6 +8,7 @@ pub mod control;
 pub mod fifo;
 mod fifo_reader;
 pub mod ips;
+mod keepalived_watch;
 pub mod lock;
 pub mod mailbox;
 pub mod reconcile;
@@ -31,8 +32,10 @@ use crate::keepalived::state as keepalived_state;
 use crate::observe::addresses::Addresses;
 use crate::observe::mounts::MountTable;
 use crate::observe::systemd::Systemd;
+use crate::observe::AddressView;
 use crate::runtime::{Paths, VrrpState};
 
+use keepalived_watch::{KeepalivedWatch, Verdict, PROBLEM_KEY};
 pub use mailbox::Mailbox;
 
 /// Every this many resyncs, ask keepalived for a full JSON dump and re-read the observed
@@ -151,6 +154,15 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         .spawn(move || control::serve(listener, served))
         .context("starting the control socket")?;
 
+    let me = cluster.node(node).cloned().context("this node")?;
+    let group_ips: Vec<(String, Vec<ips::NodeIp>)> = groups
+        .iter()
+        .map(|g| {
+            let ips = g.ips.iter().map(|ip| ips::NodeIp::new(ip, &me)).collect();
+            (g.name.clone(), ips)
+        })
+        .collect();
+    let observed_addresses = addresses.clone();
     let safety_net = SafetyNet {
         systemd,
         addresses,
@@ -158,23 +170,34 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
     };
     let ka_paths = keepalived_state::Paths::default();
     let resync = Duration::from_secs(u64::from(cluster.agent.resync_interval_secs));
+    let fifo_path = paths.fifo.display().to_string();
+    let mut watch = KeepalivedWatch::default();
     let mut resyncs: u32 = 0;
-    let mut resync_now = |trigger: &str| {
-        let full = resyncs % FULL_RESYNC_EVERY == 0;
+    let mut resync_now = |trigger: &str, watch: &mut KeepalivedWatch| {
+        let periodic = resyncs % FULL_RESYNC_EVERY == 0;
         resyncs = resyncs.wrapping_add(1);
-        if full {
+        if periodic {
             safety_net.refresh();
         }
-        resync_all(
+        let pid = keepalived_state::running_pid(&ka_paths);
+        let disagree = addresses_disagree(&mailboxes, &group_ips, observed_addresses.as_ref());
+        let dump = watch.wants_dump(pid, disagree) || periodic;
+        let states = resync_all(
             runner.as_ref(),
             &ka_paths,
             &mailboxes,
             &records,
-            full,
+            dump,
             trigger,
         );
+        if let Some(states) = states {
+            if let Verdict::Raise(problem) = watch.compare(&states, &fifo_path, pid, resync) {
+                log::error!("{problem}");
+                records.set_node_problem(PROBLEM_KEY, Some(problem));
+            }
+        }
     };
-    resync_now("agent start");
+    resync_now("agent start", &mut watch);
 
     let (tx, rx) = mpsc::channel();
     let reader = fifo_reader::Reader::new(&paths.fifo, fifo_file);
@@ -191,6 +214,10 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
                 match mailboxes.get(&event.name) {
                     Some(mailbox) => {
                         log::info!("keepalived: instance {} is {}", event.name, event.state);
+                        if watch.fifo_event(&event.name, event.state) == Verdict::Clear {
+                            log::warn!("keepalived's notify FIFO works again");
+                            records.set_node_problem(PROBLEM_KEY, None);
+                        }
                         records.log_event(&event.name, event.state, event.priority);
                         let running = keepalived_state::running_pid(&ka_paths).is_some();
                         mailbox.post(
@@ -202,13 +229,13 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
                     None => log::warn!("ignoring event for unknown instance {:?}", event.name),
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => resync_now("resync"),
+            Err(mpsc::RecvTimeoutError::Timeout) => resync_now("resync", &mut watch),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // The reader reopens the FIFO itself; it ends only by a panic (a bug).
                 log::error!("the notify FIFO reader is gone; resyncs alone from now on");
                 loop {
                     std::thread::sleep(resync);
-                    resync_now("resync");
+                    resync_now("resync", &mut watch);
                 }
             }
         }
@@ -239,17 +266,40 @@ impl SafetyNet {
     }
 }
 
-/// Asks keepalived directly (its JSON dump when `full`); without it, every group's
-/// desired state is standby.
+/// Whether a group's floating IPs are on this node while the agent does not believe
+/// MASTER, or the other way round: keepalived may have changed state without an event.
+fn addresses_disagree(
+    mailboxes: &HashMap<String, Arc<Mailbox>>,
+    group_ips: &[(String, Vec<ips::NodeIp>)],
+    addresses: &dyn AddressView,
+) -> bool {
+    group_ips.iter().any(|(name, ips)| {
+        let Some(mailbox) = mailboxes.get(name) else {
+            return false;
+        };
+        let input = mailbox.latest();
+        if ips.is_empty() || !input.keepalived_running {
+            return false;
+        }
+        let master = input.vrrp == VrrpState::Master;
+        let present = ips
+            .iter()
+            .any(|ip| addresses.has(&ip.interface, ip.address));
+        present != master
+    })
+}
+
+/// Asks keepalived directly (its JSON dump when `dump`); without it, every group's
+/// desired state is standby. Returns the dump's states.
 fn resync_all(
     runner: &dyn Runner,
     ka_paths: &keepalived_state::Paths,
     mailboxes: &HashMap<String, Arc<Mailbox>>,
     records: &records::Records,
-    full: bool,
+    dump: bool,
     trigger: &str,
-) {
-    let states = if full {
+) -> Option<HashMap<String, VrrpState>> {
+    let states = if dump {
         keepalived_state::dump_states(runner, ka_paths, Duration::from_secs(2))
     } else {
         None
@@ -264,4 +314,5 @@ fn resync_all(
         };
         mailbox.post(state, running, trigger);
     }
+    states
 }

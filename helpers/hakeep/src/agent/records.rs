@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +28,9 @@ pub struct Records {
     panics: Mutex<HashMap<String, (SystemTime, String)>>,
     state_path: PathBuf,
     log_path: PathBuf,
+    /// The last write of state.json failed (a full /run): the next update writes it
+    /// again even if nothing changed.
+    unwritten: AtomicBool,
 }
 
 impl Records {
@@ -39,11 +43,13 @@ impl Records {
                 pid: std::process::id(),
                 updated: timestamp(SystemTime::now()),
                 keepalived_running: false,
+                problems: Vec::new(),
                 groups: BTreeMap::new(),
             }),
             panics: Mutex::new(HashMap::new()),
             state_path: state_path.to_path_buf(),
             log_path: log_path.to_path_buf(),
+            unwritten: AtomicBool::new(false),
         }
     }
 
@@ -140,6 +146,7 @@ impl Records {
                     actual: "unknown".into(),
                     maintenance: false,
                     fault: None,
+                    failed: None,
                     resources: Vec::new(),
                     floating_ips: Vec::new(),
                     problems: Vec::new(),
@@ -174,19 +181,33 @@ impl Records {
         });
     }
 
+    /// Sets (or with `None` clears) the node-level problem that starts with `key`.
+    pub fn set_node_problem(&self, key: &str, problem: Option<String>) {
+        self.update(|s| {
+            let before = s.problems.clone();
+            s.problems.retain(|p| !p.starts_with(key));
+            s.problems.extend(problem);
+            s.problems != before
+        });
+    }
+
     /// Applies `change`; rewrites state.json only when it says it changed something, so
     /// an idle agent's resyncs cost a comparison, not a serialisation and a write.
     fn update(&self, change: impl FnOnce(&mut AgentState) -> bool) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if !change(&mut state) {
+        if !change(&mut state) && !self.unwritten.load(Ordering::Relaxed) {
             return;
         }
         state.updated = timestamp(SystemTime::now());
         match serde_json::to_vec_pretty(&*state) {
             Ok(bytes) => {
-                if let Err(e) = write_atomic(&self.state_path, &bytes, 0o644) {
-                    log::warn!("cannot write {}: {e}", self.state_path.display());
+                let written = write_atomic(&self.state_path, &bytes, 0o644);
+                if let Err(e) = &written {
+                    if !self.unwritten.load(Ordering::Relaxed) {
+                        log::warn!("cannot write {}: {e}", self.state_path.display());
+                    }
                 }
+                self.unwritten.store(written.is_err(), Ordering::Relaxed);
             }
             Err(e) => log::warn!("cannot serialise the state: {e}"),
         }

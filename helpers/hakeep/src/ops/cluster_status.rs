@@ -68,6 +68,7 @@ pub fn node_status(
         agent_running: false,
         error: Some(error),
         maintenance: false,
+        problems: Vec::new(),
         groups: Vec::new(),
     };
     let Some(peer) = cluster.node(node) else {
@@ -113,6 +114,7 @@ pub fn gather(cluster: &Cluster, config: &Path, me: &str, paths: &Paths) -> Clus
                     agent_running: false,
                     error: Some("status collection panicked".into()),
                     maintenance: false,
+                    problems: Vec::new(),
                     groups: Vec::new(),
                 })
             })
@@ -231,6 +233,7 @@ mod tests {
             agent_running: true,
             error: error.then(|| "unreachable".into()),
             maintenance: false,
+            problems: Vec::new(),
             groups: ["a", "b"]
                 .iter()
                 .map(|g| status::GroupStatus {
@@ -247,6 +250,7 @@ mod tests {
                         .into(),
                         maintenance: false,
                         fault: None,
+                        failed: None,
                         resources: Vec::new(),
                         floating_ips: Vec::new(),
                         problems: Vec::new(),

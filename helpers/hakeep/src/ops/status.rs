@@ -24,6 +24,9 @@ pub struct NodeStatus {
     pub error: Option<String>,
     /// The whole node is in maintenance (per-group flags are in each group).
     pub maintenance: bool,
+    /// What is wrong with the node rather than a group (from the agent's state.json).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
     pub groups: Vec<GroupStatus>,
 }
 
@@ -49,7 +52,10 @@ impl NodeStatus {
         if self.error.is_some() || !self.agent_running {
             return Verdict::CannotTell;
         }
-        if !self.keepalived_running || self.groups.iter().any(|g| !g.ok) {
+        if !self.keepalived_running
+            || !self.problems.is_empty()
+            || self.groups.iter().any(|g| !g.ok)
+        {
             return Verdict::SomethingWrong;
         }
         Verdict::AsIntended
@@ -74,6 +80,7 @@ pub fn local(paths: &Paths, cluster: &str, node: &str) -> NodeStatus {
         agent_running: false,
         error: None,
         maintenance,
+        problems: Vec::new(),
         groups: Vec::new(),
     };
     let state = match agent_state::read(&paths.state_json) {
@@ -94,6 +101,7 @@ pub fn local(paths: &Paths, cluster: &str, node: &str) -> NodeStatus {
             paths.state_json.display()
         ));
     }
+    status.problems = state.problems;
     status.groups = state
         .groups
         .into_iter()
@@ -108,7 +116,7 @@ pub fn local(paths: &Paths, cluster: &str, node: &str) -> NodeStatus {
 
 fn group_ok(state: &GroupState) -> bool {
     let failed = state.fault.as_ref().is_some_and(|f| !f.by_operator);
-    state.desired == state.actual && !failed && state.problems.is_empty()
+    state.desired == state.actual && !failed && state.failed.is_none() && state.problems.is_empty()
 }
 
 fn process_is(pid: u32, comm: &str) -> bool {

@@ -30,13 +30,18 @@ pub fn node(status: &NodeStatus, colour: bool) -> String {
     if let Some(error) = &status.error {
         out.push_str(&format!("{}\n", paint(error, Tone::Bad, colour)));
     }
+    for problem in &status.problems {
+        out.push_str(&format!("{}\n", paint(problem, Tone::Bad, colour)));
+    }
     if status.groups.is_empty() {
         return out;
     }
     let mut table = Table::new(&["GROUP", "VRRP", "DESIRED", "ACTUAL", "STATUS", "RESOURCES"]);
     for g in &status.groups {
         let s = &g.state;
-        let verdict = if s.maintenance {
+        let verdict = if s.failed.is_some() {
+            ("FAILED".to_string(), Tone::Bad)
+        } else if s.maintenance {
             ("MAINTENANCE".to_string(), Tone::Warn)
         } else if let Some(f) = s.fault.as_ref().filter(|f| f.by_operator) {
             (
@@ -84,6 +89,13 @@ pub fn node(status: &NodeStatus, colour: bool) -> String {
     out.push_str(&table.render(colour));
     for g in &status.groups {
         let s = &g.state;
+        if let Some(failed) = &s.failed {
+            out.push_str(&format!(
+                "{}: {}\n",
+                g.name,
+                paint(&format!("FAILED: {failed}"), Tone::Bad, colour)
+            ));
+        }
         if let Some(f) = &s.fault {
             out.push_str(&format!(
                 "{}: {} since {}\n",

@@ -75,6 +75,11 @@ pub struct GroupState {
     pub actual: String,
     pub maintenance: bool,
     pub fault: Option<Fault>,
+    /// Set while this node could not bring the group to a safe state by itself (a release
+    /// that failed, a step-down keepalived could not be told of): what failed and what the
+    /// agent did instead. `hakeep status` says FAILED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
     pub resources: Vec<ResourceStatus>,
     pub floating_ips: Vec<IpStatus>,
     pub problems: Vec<String>,
@@ -89,6 +94,9 @@ pub struct AgentState {
     pub pid: u32,
     pub updated: String,
     pub keepalived_running: bool,
+    /// What is wrong with the node rather than a group (keepalived's notify FIFO silent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
     pub groups: BTreeMap<String, GroupState>,
 }
 

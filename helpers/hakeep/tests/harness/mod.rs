@@ -121,6 +121,8 @@ pub const HTTP_PORT: u16 = 8080;
 pub const CONTENT: &str = "hakeep-test-content";
 /// http-service.sh refuses to start while this exists in the node's /run.
 pub const FAIL_START_MARKER: &str = "/run/hakeep-test-fail-start";
+/// http-service.sh refuses to stop while this exists in the node's /run.
+pub const FAIL_STOP_MARKER: &str = "/run/hakeep-test-fail-stop";
 /// http-service.sh start sleeps this file's number of seconds first.
 pub const SLOW_START_MARKER: &str = "/run/hakeep-test-slow-start";
 /// http-service.sh start writes this when it begins.

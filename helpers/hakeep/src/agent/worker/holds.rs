@@ -47,8 +47,9 @@ impl Worker {
     /// Marks the node unfit for `length` and steps down (track file 1): keepalived goes
     /// to FAULT and the next converge releases what this node holds.
     pub(super) fn raise_hold(&mut self, kind: HoldKind, reason: String, length: Duration) {
+        let why = format!("{} hold: {reason}", kind.as_str());
         self.hold_without_step_down(kind, reason, length);
-        self.write_track(true);
+        self.step_down(&why);
     }
 
     /// Records the hold but leaves keepalived as it is: a planned release runs while this
@@ -106,7 +107,8 @@ impl Worker {
                 self.group.name
             );
         }
-        self.write_track(false);
+        // A track file stuck at 1 keeps the node out of the group: safe, and logged.
+        let _ = self.write_track(false);
     }
 
     /// After an agent restart (or a reboot): the recorded hold goes on to its original
@@ -140,11 +142,12 @@ impl Worker {
                     record.reason,
                     left.as_secs()
                 );
-                self.write_track(true);
+                let why = format!("resumed {} hold: {}", record.kind.as_str(), record.reason);
                 self.hold = Some(Hold {
                     record,
                     until: Instant::now() + left,
                 });
+                self.step_down(&why);
             }
             _ => self.clear_hold("no hold to resume"),
         }
@@ -169,15 +172,14 @@ impl Worker {
     }
 
     /// Writes the track file keepalived reads: 1 puts this node's instance in FAULT.
-    pub(super) fn write_track(&self, fault: bool) {
+    /// A failure is logged and returned: to step down, use `step_down` (fail_safe.rs).
+    pub(super) fn write_track(&self, fault: bool) -> Result<(), String> {
         let path = self.env.paths.track_file(&self.group.name);
         let value: &[u8] = if fault { b"1\n" } else { b"0\n" };
-        if let Err(e) = write_atomic(&path, value, 0o644) {
-            log::error!(
-                "group {}: cannot write {}: {e}",
-                self.group.name,
-                path.display()
-            );
-        }
+        write_atomic(&path, value, 0o644).map(|_| ()).map_err(|e| {
+            let e = format!("cannot write {}: {e}", path.display());
+            log::error!("group {}: {e}", self.group.name);
+            e
+        })
     }
 }

@@ -2,10 +2,12 @@
 //! active here or not. The jobs around that loop live in their own files: holds (faults,
 //! fences, operator step-downs, and the track file keepalived reads), watch (services and
 //! checks of an active group, with the restart budget), publish (state.json), operator
-//! (release, takeover and prepare requests from the control socket).
+//! (release, takeover and prepare requests from the control socket), fail_safe (what
+//! happens when a release or a step-down fails).
 
 #[cfg(debug_assertions)]
 mod debug_hooks;
+mod fail_safe;
 mod holds;
 mod operator;
 mod publish;
@@ -28,6 +30,7 @@ use super::mailbox::{Input, Mailbox};
 use super::reconcile::{converge, Desired, Outcome};
 use super::records::Records;
 
+use fail_safe::Failure;
 use holds::Hold;
 use watch::Watch;
 
@@ -55,6 +58,7 @@ pub struct Worker {
     env: Arc<Env>,
     last_transition: Option<Transition>,
     active_confirmed: bool,
+    failed: Option<Failure>,
 }
 
 impl Worker {
@@ -84,6 +88,7 @@ impl Worker {
             hold: None,
             last_transition: None,
             active_confirmed: false,
+            failed: None,
         }
     }
 
@@ -194,12 +199,13 @@ impl Worker {
                 self.raise_fault(format!("take failed at {resource}: {error}"));
             }
             Outcome::ReleaseFailed { resource, error } => {
-                problems.push(format!(
-                    "release failed at {resource}: {error}; retrying at the next resync"
-                ));
-                log::error!("group {group}: release failed at {resource}: {error}");
+                self.release_failed(input, format!("release failed at {resource}: {error}"));
             }
         }
+        if desired == Desired::Standby && matches!(outcome, Outcome::Done | Outcome::AlreadyThere) {
+            self.release_succeeded();
+        }
+        self.keep_track_file_in_line(input);
         if !steps.is_empty() {
             self.last_transition = Some(Transition {
                 to: desired.as_str().into(),

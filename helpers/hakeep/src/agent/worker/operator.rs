@@ -75,7 +75,8 @@ impl Worker {
         if self.hold.is_some() {
             self.clear_hold("hold ended by the operator (preparing a takeover)");
         } else {
-            self.write_track(false);
+            // A failure shows below: keepalived then stays FAULT and never says BACKUP.
+            let _ = self.write_track(false);
         }
         let deadline = Instant::now() + PREPARE_WAIT;
         let mut input = mailbox.latest();
@@ -140,7 +141,7 @@ impl Worker {
                 left.join(", ")
             ));
         }
-        self.write_track(true);
+        self.step_down("released by the operator");
         let length = self.hold.as_ref().map_or(length, |h| h.remaining());
         log::info!(
             "group {}: released by the operator; stepping down for {} s",

@@ -98,6 +98,7 @@ impl Worker {
                 actual: actual.into(),
                 maintenance,
                 fault: self.hold.as_ref().map(|h| h.fault()),
+                failed: self.failed.as_ref().map(|f| f.text().to_string()),
                 resources,
                 floating_ips,
                 problems,

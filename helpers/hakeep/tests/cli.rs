@@ -141,3 +141,34 @@ fn invalid_config_changes_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
 }
+
+/// The agent runs what cluster.yml names as root: it refuses a cluster file (or a
+/// resource script) that someone other than root could have written, and says which and
+/// why; `validate` only warns, since it also checks files not installed yet.
+#[test]
+fn the_agent_refuses_files_others_could_write() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root (file ownership)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.path().join("cluster.yml");
+    std::fs::copy(example(), &file).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let path = file.display().to_string();
+
+    let out = hakeep(&["-c", &path, "agent", "--node", "nfs1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&path)
+            && err.contains("writable by group or others")
+            && err.contains("not starting"),
+        "{err}"
+    );
+
+    let out = hakeep(&["-c", &path, "validate"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stderr).contains("warning:"), "{out:?}");
+}

@@ -1,5 +1,6 @@
 //! The integration tests of hakeep, one test binary (`cargo test --test integration`):
 //!
+//! - `properties`: proptest of the FIFO lines, the control requests and cluster.yml;
 //! - `cli`, `render`, `validation`: the binary's exit codes and output, the rendered
 //!   keepalived.conf (snapshots, and keepalived's own check), cluster.yml validation;
 //! - `agent_cluster`, `agent_core`, `fail_safe`, `operator`: the real-parts tier on the lab of
@@ -14,5 +15,6 @@ mod agent_core;
 mod cli;
 mod fail_safe;
 mod operator;
+mod properties;
 mod render;
 mod validation;

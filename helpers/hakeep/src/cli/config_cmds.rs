@@ -14,6 +14,11 @@ use crate::render;
 pub fn validate(path: &Path) -> anyhow::Result<i32> {
     match config::load(path) {
         Ok(cluster) => {
+            // Where the file is checked before it is installed (Ansible's validate runs on
+            // a temporary copy), ownership says nothing yet: a warning, not an error.
+            for why in config::trust::untrusted(path, &cluster) {
+                eprintln!("warning: {why} (the agent refuses to run with it)");
+            }
             println!(
                 "{}: valid: cluster {}, {} nodes, {} groups",
                 path.display(),

@@ -61,6 +61,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     return Ok(exit::PROBLEM);
                 }
             };
+            // Root runs what these files say: only files only root could write.
+            let untrusted = crate::config::trust::untrusted(&cli.config, &cluster);
+            if !untrusted.is_empty() {
+                for why in &untrusted {
+                    eprintln!("{why}");
+                }
+                eprintln!(
+                    "the agent runs these as root, so they must be root's alone; not starting"
+                );
+                return Ok(exit::PROBLEM);
+            }
             let node = node.unwrap_or_else(short_hostname);
             crate::agent::run(&cluster, &node, crate::runtime::Paths::default())?;
             Ok(exit::OK)

@@ -19,15 +19,44 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// The most characters of a value from the file shown in a message: a megabyte of it
+/// helps nobody.
+pub const MAX_VALUE_SHOWN: usize = 200;
+/// The most characters of a whole message or field path, whatever built it.
+const MAX_SHOWN: usize = 600;
+
+/// A value from the file as messages quote it: `"text"`, cut to MAX_VALUE_SHOWN.
+pub fn quoted(text: &str) -> String {
+    format!("{:?}", cut_to(text, MAX_VALUE_SHOWN))
+}
+
+fn cut(text: &str) -> std::borrow::Cow<'_, str> {
+    cut_to(text, MAX_SHOWN)
+}
+
+/// `text`, cut to `limit` characters with a note of how much was left out.
+fn cut_to(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(limit) {
+        None => text.into(),
+        Some((end, _)) => {
+            let left = text[end..].chars().count();
+            format!("{}... ({left} more characters)", &text[..end]).into()
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = cut(&self.message);
         if self.path.is_empty() {
-            write!(f, "{}:{}: {}", self.pos.line, self.pos.column, self.message)
+            write!(f, "{}:{}: {message}", self.pos.line, self.pos.column)
         } else {
             write!(
                 f,
-                "{}:{}: {}: {}",
-                self.pos.line, self.pos.column, self.path, self.message
+                "{}:{}: {}: {message}",
+                self.pos.line,
+                self.pos.column,
+                cut(&self.path)
             )
         }
     }

@@ -4,7 +4,9 @@ mod diagnostic;
 mod model;
 mod parse;
 mod reader;
+mod scan;
 pub mod syntax;
+pub mod trust;
 mod validate;
 
 use std::path::Path;
@@ -19,10 +21,16 @@ pub const DEFAULT_PATH: &str = "/etc/hakeep/cluster.yml";
 
 /// Reads and validates a cluster file.
 pub fn load(path: &Path) -> Result<Cluster, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    use std::io::Read;
+    let read_error = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    // One byte past the limit is enough to refuse a file that is too large.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(scan::MAX_BYTES as u64 + 1).read_to_string(&mut text))
+        .map_err(read_error)?;
     from_str(&path.display().to_string(), &text)
 }
 
@@ -32,9 +40,14 @@ pub fn from_str(file: &str, text: &str) -> Result<Cluster, ConfigError> {
         file: file.to_string(),
         diagnostics,
     };
+    // YAML allows a byte order mark at the start; editors on some systems write one.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(problem) = scan::check(text) {
+        return Err(invalid(vec![problem]));
+    }
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     let root = marked_yaml::parse_yaml_with_options(0, text, options)
-        .map_err(|e| invalid(vec![load_error(&e)]))?;
+        .map_err(|e| invalid(vec![load_error(&e, text)]))?;
     let mut reader = reader::Reader::default();
     let cluster = parse::cluster(&mut reader, &root);
     validate::cluster(&mut reader, &cluster);
@@ -47,7 +60,7 @@ pub fn from_str(file: &str, text: &str) -> Result<Cluster, ConfigError> {
     Err(invalid(diagnostics))
 }
 
-fn load_error(error: &LoadError) -> Diagnostic {
+fn load_error(error: &LoadError, text: &str) -> Diagnostic {
     let at = |m: &marked_yaml::Marker| Pos {
         line: m.line(),
         column: m.column(),
@@ -88,7 +101,7 @@ fn load_error(error: &LoadError) -> Diagnostic {
             let pos = dup.key.span().start().map(at).unwrap_or_default();
             (
                 pos,
-                dup.key.as_str().to_string(),
+                scan::key_path_at(text, pos.line).unwrap_or_else(|| dup.key.as_str().to_string()),
                 format!("duplicate key (first defined on line {first})"),
             )
         }

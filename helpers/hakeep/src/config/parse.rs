@@ -4,6 +4,7 @@
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::Node;
 
+use super::diagnostic::quoted;
 use super::model::*;
 use super::reader::{pos_of, FieldPath, Reader};
 use super::syntax;
@@ -83,7 +84,7 @@ fn keepalived(r: &mut Reader, node: &Node, path: &FieldPath) -> KeepalivedSettin
                 r.error(
                     pos_of(n.span()),
                     &p,
-                    format!("{:?} {problem}", scalar_text(n)),
+                    format!("{} {problem}", quoted(&scalar_text(n))),
                 );
             }
         }
@@ -374,7 +375,7 @@ fn filesystem(r: &mut Reader, node: &Node, path: &FieldPath) -> Option<Filesyste
         .and_then(|n| checked_string(r, n, &path.key("mountpoint"), syntax::mountpoint));
     if let Some(source) = map.get_node("bind") {
         r.reject_unknown_keys(map, path, &["bind", "mountpoint"]);
-        let source = checked_string(r, source, &path.key("bind"), syntax::absolute_path);
+        let source = checked_string(r, source, &path.key("bind"), syntax::bind_source);
         return Some(Filesystem::Bind {
             source: source?,
             mountpoint: mountpoint?,
@@ -424,7 +425,7 @@ fn mount_options(r: &mut Reader, node: &Node, path: &FieldPath) -> Option<Vec<St
             Ok(()) => options.push(option),
             Err(why) => {
                 ok = false;
-                r.error(pos_of(n.span()), &p, format!("{option:?} {why}"));
+                r.error(pos_of(n.span()), &p, format!("{} {why}", quoted(&option)));
             }
         }
     }
@@ -646,7 +647,11 @@ fn checked_string<T>(
     match rule(&text) {
         Ok(value) => Some(value),
         Err(why) => {
-            r.error(pos_of(node.span()), path, format!("{text:?} {why}"));
+            r.error(
+                pos_of(node.span()),
+                path,
+                format!("{} {why}", quoted(&text)),
+            );
             None
         }
     }

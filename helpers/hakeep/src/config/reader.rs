@@ -171,7 +171,10 @@ impl Reader {
             self.error(
                 pos_of(scalar.span()),
                 path,
-                format!("{:?} is not true or false", scalar.as_str()),
+                format!(
+                    "{} is not true or false",
+                    super::diagnostic::quoted(scalar.as_str())
+                ),
             );
         }
         value

@@ -93,7 +93,76 @@ pub fn absolute_path(value: &str) -> Result<PathBuf, String> {
     {
         return Err("must be normalised (no '.', '..', '//' or trailing '/')".into());
     }
+    if value.len() >= PATH_MAX {
+        return Err(format!(
+            "is {} bytes long; the kernel takes paths of at most {} bytes",
+            value.len(),
+            PATH_MAX - 1
+        ));
+    }
+    if let Some(long) = value.split('/').find(|c| c.len() > NAME_MAX) {
+        return Err(format!(
+            "has a component of {} bytes; the kernel takes names of at most {NAME_MAX}",
+            long.len()
+        ));
+    }
     Ok(path.to_path_buf())
+}
+
+/// Linux's limits (linux/limits.h): a path with its terminating NUL, one name.
+const PATH_MAX: usize = 4096;
+const NAME_MAX: usize = 255;
+
+/// Mountpoints that would hide what the node itself runs on: these and anything under them.
+const RESERVED_TREES: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/etc",
+    "/boot",
+    "/run/hakeep",
+    "/var/lib/hakeep",
+];
+/// Directories of the system itself: a group may mount below them, not on them.
+const RESERVED_DIRS: &[&str] = &[
+    "/bin",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/tmp",
+    "/usr",
+    "/usr/local",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/tmp",
+];
+
+/// Whether `path` is `tree` or lies under it.
+pub fn is_within(path: &Path, tree: &str) -> bool {
+    path.starts_with(tree)
+}
+
+fn reserved(path: &Path) -> Option<String> {
+    if let Some(tree) = RESERVED_TREES.iter().find(|t| is_within(path, t)) {
+        return Some(format!(
+            "is {}{tree}, which the node itself needs; mount the group's filesystems elsewhere (under /srv, say)",
+            if path == Path::new(tree) { "" } else { "under " }
+        ));
+    }
+    RESERVED_DIRS
+        .iter()
+        .find(|d| path == Path::new(d))
+        .map(|d| format!("is {d} itself; mount below it (as {d}/NAME), not on it"))
 }
 
 fn safe_path_char(c: char) -> bool {
@@ -105,6 +174,24 @@ pub fn mountpoint(value: &str) -> Result<PathBuf, String> {
     let path = absolute_path(value)?;
     if value == "/" {
         return Err("must not be the root directory".into());
+    }
+    if let Some(why) = reserved(&path) {
+        return Err(why);
+    }
+    Ok(path)
+}
+
+/// The source of a bind mount: an absolute path, not `/` nor the kernel's trees.
+pub fn bind_source(value: &str) -> Result<PathBuf, String> {
+    let path = absolute_path(value)?;
+    if value == "/" {
+        return Err("must not be the root directory: the bind would expose the whole node".into());
+    }
+    if let Some(tree) = ["/proc", "/sys", "/dev", "/run/hakeep"]
+        .iter()
+        .find(|t| is_within(&path, t))
+    {
+        return Err(format!("must not be in {tree}"));
     }
     Ok(path)
 }

@@ -39,9 +39,52 @@ fn report(r: &mut Reader, path: &str, message: String) {
     });
 }
 
+/// An address a node cannot be reached at from its peers, or `None`.
+fn unusable_node_address(address: IpAddr) -> Option<&'static str> {
+    if address.is_unspecified() {
+        return Some("is the unspecified address; give the node's own address");
+    }
+    if address.is_loopback() {
+        return Some("is a loopback address: the peers cannot reach the node there");
+    }
+    if address.is_multicast() {
+        return Some("is a multicast address, not a node's address");
+    }
+    match address {
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("is the broadcast address, not a node's"),
+        _ => None,
+    }
+}
+
+/// A floating IP that is its subnet's network or broadcast address, or `None`.
+fn network_or_broadcast(ip: &FloatingIp) -> Option<&'static str> {
+    let IpAddr::V4(v4) = ip.address else {
+        return None;
+    };
+    if ip.prefix >= 31 || ip.prefix == 0 {
+        return None;
+    }
+    let host_bits = u32::MAX >> ip.prefix;
+    let bits = u32::from(v4);
+    if bits & host_bits == 0 {
+        Some("network")
+    } else if bits & host_bits == host_bits {
+        Some("broadcast")
+    } else {
+        None
+    }
+}
+
 fn node_addresses(r: &mut Reader, cluster: &Cluster) {
     let mut seen: HashMap<IpAddr, &str> = HashMap::new();
     for node in &cluster.nodes {
+        if let Some(why) = unusable_node_address(node.address) {
+            report(
+                r,
+                &format!("nodes.{}.address", node.name),
+                format!("{} {why}", node.address),
+            );
+        }
         if let Some(first) = seen.insert(node.address, &node.name) {
             seen.insert(node.address, first);
             report(
@@ -86,7 +129,28 @@ fn floating_ips(r: &mut Reader, cluster: &Cluster) {
         }
         for (i, ip) in group.ips.iter().enumerate() {
             let path = format!("{ips_path}[{i}].address");
-            if let Some(node) = node_addresses.get(&ip.address) {
+            if let Some(which) = network_or_broadcast(ip) {
+                report(
+                    r,
+                    &path,
+                    format!(
+                        "{}/{} is the {which} address of its subnet, not a host's: pick another address or prefix",
+                        ip.address, ip.prefix
+                    ),
+                );
+            } else if ip.address.is_unspecified()
+                || ip.address.is_loopback()
+                || ip.address.is_multicast()
+            {
+                report(
+                    r,
+                    &path,
+                    format!(
+                        "{} cannot be a floating IP (unspecified, loopback or multicast)",
+                        ip.address
+                    ),
+                );
+            } else if let Some(node) = node_addresses.get(&ip.address) {
                 report(
                     r,
                     &path,
@@ -129,6 +193,54 @@ fn mountpoints(r: &mut Reader, cluster: &Cluster) {
                 );
             } else {
                 seen.insert(fs.mountpoint(), &group.name);
+            }
+        }
+    }
+    nesting(r, cluster);
+}
+
+/// A mountpoint under another one is mounted after it, in the same group: a group's
+/// filesystems are mounted in file order, and another group's would be hidden by (or
+/// hide) this one's whenever both are active on one node.
+fn nesting(r: &mut Reader, cluster: &Cluster) {
+    let all: Vec<(&Group, usize, &PathBuf)> = cluster
+        .groups
+        .iter()
+        .flat_map(|g| {
+            g.filesystems
+                .iter()
+                .enumerate()
+                .map(move |(i, fs)| (g, i, fs.mountpoint()))
+        })
+        .collect();
+    for &(group, i, inner) in &all {
+        for &(other, j, outer) in &all {
+            if inner == outer || !inner.starts_with(outer) {
+                continue;
+            }
+            let path = format!("groups.{}.filesystems[{i}].mountpoint", group.name);
+            if other.name != group.name {
+                report(
+                    r,
+                    &path,
+                    format!(
+                        "{} is under {}, a mountpoint of group {:?}: one group's filesystems must not nest in another's",
+                        inner.display(),
+                        outer.display(),
+                        other.name
+                    ),
+                );
+            } else if j > i {
+                report(
+                    r,
+                    &path,
+                    format!(
+                        "{} is under {}, which this group mounts later (filesystems[{j}]): list {} first",
+                        inner.display(),
+                        outer.display(),
+                        outer.display()
+                    ),
+                );
             }
         }
     }

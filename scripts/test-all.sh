@@ -43,7 +43,7 @@ tier() {
   make "$@" 2>&1 | tee "$log" || rc=$?
   if [ "$rc" -ne 0 ]; then
     echo "test: make $* failed after $((SECONDS - start)) s (exit $rc); its last failure lines (whole output: $log):" >&2
-    grep -E 'fatal: \[|FAILED!|failed: \[|panicked at|^error(\[|:)|^test .* FAILED|ERROR ' "$log" \
+    grep -E 'fatal: \[|FAILED!|failed: \[|panicked at|^error(\[|:)|^test .* FAILED|ERROR |violation|\.ya?ml:[0-9]+:[0-9]+' "$log" \
       | tail -n 20 | cut -c1-1200 >&2 || true
     exit "$rc"
   fi

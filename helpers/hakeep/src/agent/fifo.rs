@@ -71,6 +71,17 @@ pub fn open(path: &Path) -> anyhow::Result<File> {
         .metadata()
         .with_context(|| format!("inspecting FIFO {}", path.display()))?;
     check(path, &meta)?;
+    if meta.mode() & 0o077 != 0 {
+        // keepalived's own (it makes one, 0660 root:root, when it starts while the path
+        // is missing): narrowed through the descriptor, so nothing can swap it meanwhile.
+        rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(0o600))
+            .with_context(|| format!("making FIFO {} 0600", path.display()))?;
+        log::warn!(
+            "FIFO {} had mode {:o} (made by keepalived?); it is 0600 now",
+            path.display(),
+            meta.mode() & 0o7777
+        );
+    }
     Ok(file)
 }
 
@@ -81,11 +92,16 @@ fn check(path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<()> {
     if !meta.file_type().is_fifo() {
         bail!("refusing {}: it exists and is not a FIFO", path.display());
     }
-    if meta.uid() != rustix::process::geteuid().as_raw() || meta.mode() & 0o077 != 0 {
+    // Ours and 0600; or ours with group root and no access for others, as keepalived
+    // makes it (root's group can only be root's processes in this root-only directory).
+    let ours = meta.uid() == rustix::process::geteuid().as_raw();
+    let private = meta.mode() & 0o077 == 0 || (meta.gid() == 0 && meta.mode() & 0o007 == 0);
+    if !ours || !private {
         bail!(
-            "refusing FIFO {}: owner uid {} and mode {:o}; expected ours and 0600",
+            "refusing FIFO {}: owner uid {}, group {} and mode {:o}; expected ours and 0600",
             path.display(),
             meta.uid(),
+            meta.gid(),
             meta.mode() & 0o7777
         );
     }
@@ -121,6 +137,34 @@ mod tests {
             inode,
             "the FIFO was re-created"
         );
+    }
+
+    /// keepalived makes the FIFO 0660 root:root when it starts before the agent: taken
+    /// and narrowed to 0600; one others could write is refused.
+    #[test]
+    fn narrows_keepalived_s_fifo_and_refuses_a_world_writable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vrrp.fifo");
+        let mkfifo = |mode: u32| {
+            let _ = std::fs::remove_file(&path);
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(mode),
+                0,
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        if std::fs::metadata(dir.path()).unwrap().gid() == 0 {
+            mkfifo(0o660);
+            drop(open(&path).unwrap());
+            assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        }
+        mkfifo(0o666);
+        let err = open(&path).unwrap_err().to_string();
+        assert!(err.contains("refusing FIFO"), "{err}");
     }
 
     #[test]

@@ -31,9 +31,12 @@ const DUMPS_AFTER_START: u32 = 3;
 pub struct KeepalivedWatch {
     /// The pid seen at the previous resync; `None` before the first one.
     last_pid: Option<Option<i32>>,
-    /// When a new keepalived was first seen, and when the FIFO last said anything.
+    /// Since when a new keepalived may have run (the resync before the one that saw its
+    /// pid), and when the FIFO last said anything.
     started: Option<Instant>,
     last_event: Option<Instant>,
+    /// When the previous resync looked.
+    last_resync: Option<Instant>,
     dumps_after_start: u32,
     /// The last state the FIFO gave each instance.
     fifo: HashMap<String, VrrpState>,
@@ -76,12 +79,16 @@ impl KeepalivedWatch {
             None => false,
         };
         self.last_pid = Some(pid);
+        let now = Instant::now();
+        let previous = self.last_resync.replace(now);
         if pid.is_none() {
             self.started = None;
             return false;
         }
         if restarted {
-            self.started = Some(Instant::now());
+            // The new keepalived may have started (and spoken) any time since the
+            // previous resync, which did not see it yet.
+            self.started = Some(previous.unwrap_or(now));
             self.dumps_after_start = 0;
         }
         let after_start = self.started.is_some() && self.dumps_after_start < DUMPS_AFTER_START;
@@ -120,10 +127,8 @@ impl KeepalivedWatch {
                 )
             })
         });
-        // keepalived may have spoken before a resync saw its pid: an event up to one
-        // resync interval before that still counts as said after the start.
         let quiet_since_start = self.started.is_some_and(|at| {
-            let heard = self.last_event.is_some_and(|e| e + resync >= at);
+            let heard = self.last_event.is_some_and(|e| e >= at);
             !heard && at.elapsed() >= resync
         }) && dump.values().any(known);
         let evidence = match (mismatch, quiet_since_start) {
@@ -234,6 +239,7 @@ mod tests {
         let mut w = KeepalivedWatch::default();
         w.wants_dump(Some(10), false);
         w.fifo_event("web", VrrpState::Backup);
+        w.wants_dump(Some(10), false);
         assert!(w.wants_dump(Some(11), false), "a new pid asks for a dump");
         let d = dump(&[("web", VrrpState::Backup)]);
         // The state happens to match the old event; the silence since the start tells.
@@ -241,6 +247,20 @@ mod tests {
             w.compare(&d, "/f", Some(11), R),
             Verdict::Raise(t) if t.contains("has sent no event")
         ));
+    }
+
+    /// keepalived starts and reports BACKUP between two resyncs: the resync that first
+    /// sees its pid comes after the event, which still counts (a CI run caught this).
+    #[test]
+    fn an_event_before_the_pid_was_seen_counts() {
+        let mut w = KeepalivedWatch::default();
+        w.wants_dump(None, false);
+        w.fifo_event("web", VrrpState::Backup);
+        assert!(w.wants_dump(Some(11), false));
+        let d = dump(&[("web", VrrpState::Backup)]);
+        assert_eq!(w.compare(&d, "/f", Some(11), R), Verdict::Unchanged);
+        assert!(w.wants_dump(Some(11), false));
+        assert_eq!(w.compare(&d, "/f", Some(11), R), Verdict::Unchanged);
     }
 
     #[test]

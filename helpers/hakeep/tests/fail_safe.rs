@@ -12,25 +12,25 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn group_failed(lab: &Lab, node: &str) -> Option<String> {
+/// `hakeep status --json` of `node`, as it answers now.
+fn status_json(lab: &Lab, node: &str) -> Option<serde_json::Value> {
     let out = lab
         .hakeep(node, &["status", "--json", "--node", node])
         .ok()?;
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn group_failed(lab: &Lab, node: &str) -> Option<String> {
+    let status = status_json(lab, node)?;
     let group = status["groups"]
         .as_array()?
         .iter()
-        .find(|g| g["name"] == GROUP)?
-        .clone();
+        .find(|g| g["name"] == GROUP)?;
     group["failed"].as_str().map(str::to_string)
 }
 
 fn node_problems(lab: &Lab, node: &str) -> Vec<String> {
-    let Ok(out) = lab.hakeep(node, &["status", "--json", "--node", node]) else {
-        return Vec::new();
-    };
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
+    status_json(lab, node)
         .and_then(|s| s["problems"].as_array().cloned())
         .unwrap_or_default()
         .iter()

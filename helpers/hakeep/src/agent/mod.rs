@@ -185,6 +185,7 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         let states = resync_all(
             runner.as_ref(),
             &ka_paths,
+            pid,
             &mailboxes,
             &records,
             dump,
@@ -289,11 +290,13 @@ fn addresses_disagree(
     })
 }
 
-/// Asks keepalived directly (its JSON dump when `dump`); without it, every group's
-/// desired state is standby. Returns the dump's states.
+/// Asks keepalived directly (its JSON dump when `dump`); without it (`pid`, its running
+/// pid as this resync read it, is `None`), every group's desired state is standby.
+/// Returns the dump's states.
 fn resync_all(
     runner: &dyn Runner,
     ka_paths: &keepalived_state::Paths,
+    pid: Option<i32>,
     mailboxes: &HashMap<String, Arc<Mailbox>>,
     records: &records::Records,
     dump: bool,
@@ -304,7 +307,7 @@ fn resync_all(
     } else {
         None
     };
-    let running = states.is_some() || keepalived_state::running_pid(ka_paths).is_some();
+    let running = states.is_some() || pid.is_some();
     records.set_keepalived_running(running);
     for (name, mailbox) in mailboxes {
         let state = match &states {

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "hakeep",
-    version,
+    version = super::VERSION,
     about = "keepalived-based high availability for systemd services"
 )]
 pub struct Cli {
@@ -42,8 +42,8 @@ pub enum Command {
     },
     /// Run the agent: follow keepalived's state and take or release this node's groups.
     Agent {
-        /// This node's name in the cluster file (default: the short hostname).
-        #[arg(long, env = "HAKEEP_NODE")]
+        /// This node's name in the cluster file (else HAKEEP_NODE, /etc/hakeep/node, the short hostname).
+        #[arg(long)]
         node: Option<String>,
         /// Log debug detail too.
         #[arg(long)]
@@ -58,8 +58,8 @@ pub enum Command {
         /// Every node's status (over SSH), and where each group is active.
         #[arg(long)]
         all_nodes: bool,
-        /// This node's name (default: the short hostname).
-        #[arg(long, env = "HAKEEP_NODE")]
+        /// This node's name (else HAKEEP_NODE, /etc/hakeep/node, the short hostname).
+        #[arg(long)]
         node: Option<String>,
     },
     /// Release a group held here: stop services, unmount, release storage, then step down.
@@ -75,7 +75,8 @@ pub enum Command {
         hold: Option<u32>,
         #[arg(long)]
         json: bool,
-        #[arg(long, env = "HAKEEP_NODE")]
+        /// This node's name (else HAKEEP_NODE, /etc/hakeep/node, the short hostname).
+        #[arg(long)]
         node: Option<String>,
     },
     /// Take a group over here; a reachable current holder is asked to release it first.
@@ -96,7 +97,8 @@ pub enum Command {
         wait: u64,
         #[arg(long)]
         json: bool,
-        #[arg(long, env = "HAKEEP_NODE")]
+        /// This node's name (else HAKEEP_NODE, /etc/hakeep/node, the short hostname).
+        #[arg(long)]
         node: Option<String>,
     },
     /// Move a group to another node: the holder releases first, then the target takes over.
@@ -113,7 +115,8 @@ pub enum Command {
         force: bool,
         #[arg(long)]
         json: bool,
-        #[arg(long, env = "HAKEEP_NODE")]
+        /// This node's name (else HAKEEP_NODE, /etc/hakeep/node, the short hostname).
+        #[arg(long)]
         node: Option<String>,
     },
     /// Stop (on) or resume (off) the agent's actions, for all groups or one.
@@ -122,20 +125,45 @@ pub enum Command {
         mode: String,
         #[arg(long)]
         group: Option<String>,
+        /// This node's name (else HAKEEP_NODE, /etc/hakeep/node, the short hostname).
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Run the health checks once; exit 0 when all pass, 1 otherwise.
     Check {
         group: Option<String>,
         #[arg(long)]
         json: bool,
-        #[arg(long, env = "HAKEEP_NODE")]
+        /// This node's name (else HAKEEP_NODE, /etc/hakeep/node, the short hostname).
+        #[arg(long)]
         node: Option<String>,
     },
     /// The forced command of the peers' SSH keys (authorized_keys `command=`): runs the
     /// request in SSH_ORIGINAL_COMMAND if it is one the operator commands send (internal).
     #[command(hide = true)]
     PeerCommand,
-    /// Print the version.
+    /// What this node needs from its deployment (groups, units, volume kinds, mountpoints,
+    /// packages), for the Ansible roles. Exit 2 when this host is not a node of the cluster.
+    Plan {
+        /// This node's name (else HAKEEP_NODE, /etc/hakeep/node, the short hostname).
+        #[arg(long)]
+        node: Option<String>,
+        /// Machine-readable output (docs/cli.md has the schema).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the completion script for a shell (bash, zsh, fish, ...) on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (hakeep.1, hakeep-COMMAND.1) into a directory (packaging).
+    #[command(hide = true)]
+    Man {
+        /// The directory (created when missing).
+        dir: PathBuf,
+    },
+    /// Print the version and the git commit it was built from.
     Version,
 }
 

@@ -2,11 +2,21 @@
 
 mod args;
 mod config_cmds;
+mod generated;
+pub mod node_identity;
 mod ops_cmds;
 
 use clap::Parser;
 
 pub use args::{Cli, Command};
+
+/// The version and the git commit the binary was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HAKEEP_GIT_COMMIT"),
+    ")"
+);
 
 /// Exit codes shared by every command (docs/cli.md).
 pub mod exit {
@@ -72,7 +82,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
                 return Ok(exit::PROBLEM);
             }
-            let node = node.unwrap_or_else(short_hostname);
+            let node = match node_identity::resolve(node).and_then(|id| id.in_cluster(&cluster)) {
+                Ok(node) => node,
+                Err(err) => {
+                    eprintln!("hakeep: {err}");
+                    return Ok(exit::CANNOT_TELL);
+                }
+            };
             crate::agent::run(&cluster, &node, crate::runtime::Paths::default())?;
             Ok(exit::OK)
         }
@@ -116,15 +132,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             json,
             node,
         } => ops_cmds::switchover(&cli.config, node, &group, &to, wait, force, json),
-        Command::Maintenance { mode, group } => {
-            ops_cmds::maintenance(&cli.config, &mode, group.as_deref())
+        Command::Maintenance { mode, group, node } => {
+            ops_cmds::maintenance(&cli.config, node, &mode, group.as_deref())
         }
         Command::Check { group, json, node } => {
             ops_cmds::check(&cli.config, node, group.as_deref(), json)
         }
         Command::PeerCommand => ops_cmds::peer_command(&cli.config),
+        Command::Plan { node, json } => ops_cmds::plan(&cli.config, node, json),
+        Command::Completions { shell } => generated::completions(shell),
+        Command::Man { dir } => generated::man_pages(&dir),
         Command::Version => {
-            println!("hakeep {}", env!("CARGO_PKG_VERSION"));
+            println!("hakeep {VERSION}");
             Ok(exit::OK)
         }
     }

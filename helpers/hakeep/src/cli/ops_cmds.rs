@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::{exit, short_hostname};
+use super::exit;
+use super::node_identity;
 use crate::config::{self, Cluster};
 use crate::exec::SystemRunner;
 use crate::ops::status::{self, Verdict};
@@ -17,6 +18,11 @@ use crate::runtime::Paths;
 
 fn load(config: &Path) -> anyhow::Result<Cluster> {
     config::load(config).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// This node's name, which the cluster must list (else exit 2, naming where it came from).
+fn this_node(cluster: &Cluster, flag: Option<String>) -> anyhow::Result<String> {
+    Ok(node_identity::resolve(flag).and_then(|id| id.in_cluster(cluster))?)
 }
 
 fn code(verdict: Verdict) -> i32 {
@@ -39,7 +45,7 @@ pub fn status(
     all_nodes: bool,
 ) -> anyhow::Result<i32> {
     let cluster = load(config)?;
-    let me = node.unwrap_or_else(short_hostname);
+    let me = this_node(&cluster, node)?;
     let paths = Paths::default();
     if all_nodes {
         let s = cluster_status::gather(&cluster, config, &me, &paths);
@@ -79,7 +85,7 @@ pub fn release(
     json: bool,
 ) -> anyhow::Result<i32> {
     let cluster = load(config)?;
-    let me = node.unwrap_or_else(short_hostname);
+    let me = this_node(&cluster, node)?;
     let paths = Paths::default();
     let groups: Vec<String> = match group {
         Some(g) => vec![g],
@@ -116,7 +122,7 @@ pub fn takeover(
     json: bool,
 ) -> anyhow::Result<i32> {
     let cluster = load(config)?;
-    let me = node.unwrap_or_else(short_hostname);
+    let me = this_node(&cluster, node)?;
     let paths = Paths::default();
     let site = moves::Site {
         cluster: &cluster,
@@ -178,7 +184,7 @@ pub fn switchover(
     json: bool,
 ) -> anyhow::Result<i32> {
     let cluster = load(config)?;
-    let me = node.unwrap_or_else(short_hostname);
+    let me = this_node(&cluster, node)?;
     let bar = if json {
         indicatif::ProgressBar::hidden()
     } else {
@@ -221,8 +227,14 @@ pub fn switchover(
     Ok(if report.ok { exit::OK } else { exit::PROBLEM })
 }
 
-pub fn maintenance(config: &Path, mode: &str, group: Option<&str>) -> anyhow::Result<i32> {
+pub fn maintenance(
+    config: &Path,
+    node: Option<String>,
+    mode: &str,
+    group: Option<&str>,
+) -> anyhow::Result<i32> {
     let cluster = load(config)?;
+    this_node(&cluster, node)?;
     if let Some(g) = group {
         if cluster.group(g).is_none() {
             eprintln!("hakeep: no group {g:?} in {}", config.display());
@@ -254,7 +266,7 @@ pub fn check(
     json: bool,
 ) -> anyhow::Result<i32> {
     let cluster = load(config)?;
-    let me = node.unwrap_or_else(short_hostname);
+    let me = this_node(&cluster, node)?;
     let s = status::local(&Paths::default(), &cluster.name, &me);
     let mut results = Vec::new();
     let chosen: Vec<_> = cluster
@@ -321,6 +333,20 @@ pub fn check(
         }
     }
     Ok(if ok { exit::OK } else { exit::PROBLEM })
+}
+
+pub fn plan(config: &Path, node: Option<String>, json: bool) -> anyhow::Result<i32> {
+    let cluster = load(config)?;
+    let id = node_identity::resolve(node)?;
+    let source = id.source.to_string();
+    let me = id.in_cluster(&cluster)?;
+    let plan = crate::ops::plan::of(&cluster, &me, &source);
+    if json {
+        print_json(&plan)?;
+    } else {
+        print!("{}", crate::ops::plan::render(&plan));
+    }
+    Ok(exit::OK)
 }
 
 /// `peer-command`: the forced command of a peer's key. Refuses (exit 1, reason on stderr)

@@ -5,6 +5,7 @@ pub mod cluster_status;
 pub mod maintenance;
 pub mod moves;
 pub mod peer_command;
+pub mod plan;
 pub mod remote;
 pub mod status;
 pub mod status_view;

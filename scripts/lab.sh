@@ -198,7 +198,7 @@ cmd_consoles() {
 }
 
 cmd_status() {
-  vagrant_ ssh nfs1 -- sudo /usr/local/bin/hakeep status --all-nodes
+  vagrant_ ssh nfs1 -- sudo /usr/bin/hakeep status --all-nodes
 }
 
 # The host-side interface (vnetN) of NODE's NIC on network $2.

@@ -172,3 +172,104 @@ fn the_agent_refuses_files_others_could_write() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(text(&out.stderr).contains("warning:"), "{out:?}");
 }
+
+/// Every command that acts as a node, on a host that is not one of the cluster's nodes.
+const NODE_COMMANDS: &[&[&str]] = &[
+    &["agent"],
+    &["status"],
+    &["status", "--all-nodes"],
+    &["check"],
+    &["release", "nfs"],
+    &["takeover", "nfs", "--wait", "1"],
+    &["switchover", "nfs", "--to", "nfs2", "--wait", "1"],
+    &["maintenance", "on"],
+    &["plan", "--json"],
+];
+
+/// The example, copied where only root can write (the agent refuses other files).
+fn private_example() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yml");
+    std::fs::copy(example(), &file).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    (dir, file.display().to_string())
+}
+
+fn assert_unknown_node(out: &Output, args: &[&str], name: &str, source: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.contains(&format!("node \"{name}\" (from {source})"))
+            && err.contains("its nodes: nfs1, nfs2"),
+        "{args:?}: {err}"
+    );
+    assert!(text(&out.stdout).is_empty(), "{args:?} printed something");
+}
+
+#[test]
+fn every_node_command_exits_2_naming_an_unknown_node_from_the_flag() {
+    let (_dir, config) = private_example();
+    for args in NODE_COMMANDS {
+        let mut argv = vec!["-c", config.as_str()];
+        argv.extend_from_slice(args);
+        argv.push("--node=web01");
+        let out = hakeep(&argv);
+        assert_unknown_node(&out, args, "web01", "--node");
+    }
+}
+
+#[test]
+fn every_node_command_exits_2_naming_an_unknown_node_from_the_environment() {
+    let (_dir, config) = private_example();
+    for args in NODE_COMMANDS {
+        let out = Command::new(env!("CARGO_BIN_EXE_hakeep"))
+            .args(["-c", config.as_str()])
+            .args(*args)
+            .env("HAKEEP_NODE", "web02")
+            .output()
+            .unwrap();
+        assert_unknown_node(&out, args, "web02", "HAKEEP_NODE");
+    }
+}
+
+#[test]
+fn without_a_name_the_short_hostname_is_used_and_named() {
+    // Meaningless on a machine that is a node of the example or has a node file.
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    if Path::new("/etc/hakeep/node").exists() || ["nfs1", "nfs2"].contains(&host.as_str()) {
+        return;
+    }
+    let (_dir, config) = private_example();
+    let out = hakeep(&["-c", &config, "status"]);
+    assert_unknown_node(&out, &["status"], &host, "the short hostname");
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = hakeep(&["version"]);
+    let line = text(&out.stdout);
+    assert!(
+        line.starts_with(&format!("hakeep {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{line}"
+    );
+    assert_eq!(text(&hakeep(&["--version"]).stdout), line);
+}
+
+#[test]
+fn completions_are_generated_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = hakeep(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = text(&out.stdout);
+        assert!(
+            script.contains("switchover") && script.contains("maintenance"),
+            "{shell}"
+        );
+    }
+}

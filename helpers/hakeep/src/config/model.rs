@@ -99,7 +99,7 @@ impl Default for SshSettings {
             identity_file: PathBuf::from("/root/.ssh/id_ed25519"),
             known_hosts: PathBuf::from("/root/.ssh/known_hosts"),
             connect_timeout_secs: 5,
-            hakeep: PathBuf::from("/usr/local/bin/hakeep"),
+            hakeep: PathBuf::from("/usr/bin/hakeep"),
         }
     }
 }

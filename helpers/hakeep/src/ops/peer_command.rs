@@ -147,7 +147,7 @@ mod tests {
         let group = c.groups[0].name.clone();
         assert_eq!(
             ask(&format!(
-                "/usr/local/bin/hakeep -c {CONFIG} status --json --node={node}"
+                "/usr/bin/hakeep -c {CONFIG} status --json --node={node}"
             ))
             .unwrap(),
             ["status", "--json", &format!("--node={node}")]

@@ -43,6 +43,8 @@ pub struct Plan {
 pub struct GroupPlan {
     pub name: String,
     pub vrid: u8,
+    /// The group's nodes in preference order (the first is preferred).
+    pub nodes: Vec<String>,
     pub priority: u8,
     pub units: Vec<String>,
     pub scripts: Vec<String>,
@@ -120,6 +122,7 @@ fn group_plan(group: &Group, node: &str) -> GroupPlan {
     GroupPlan {
         name: group.name.clone(),
         vrid: group.vrid,
+        nodes: group.nodes.clone(),
         priority: group.priority_of(node).unwrap_or_default(),
         units: unique(units(group)),
         scripts: unique(scripts(group)),
@@ -258,6 +261,7 @@ groups:
         );
         assert_eq!(p.groups[0].priority, 200);
         assert_eq!(p.groups[1].priority, 190);
+        assert_eq!(p.groups[1].nodes, ["b", "a"]);
         assert!(p.groups[1].volume_kinds.is_empty());
         assert_eq!(
             p.floating_addresses,

@@ -136,7 +136,9 @@ impl Lab {
     }
 
     /// Runs `hakeep -c CONFIG ARGS...` inside a node (the lab's cluster.yml), as an operator
-    /// on that node would. Ok(output) whatever the exit code.
+    /// on that node would: it knows its name as a deployed node does from its node file
+    /// (here HAKEEP_NODE; the namespaces share the host's hostname). Ok(output) whatever
+    /// the exit code.
     pub fn hakeep(&self, name: &str, args: &[&str]) -> Result<Output> {
         self.hakeep_with(name, &self.config, args, Duration::from_secs(180))
     }
@@ -156,7 +158,7 @@ impl Lab {
             .args(args)
             // Deterministic: the configured key, never a developer's ssh-agent; no colours.
             .env_remove("SSH_AUTH_SOCK")
-            .env_remove("HAKEEP_NODE")
+            .env("HAKEEP_NODE", name)
             .env_remove("HAKEEP_CONFIG")
             .env("NO_COLOR", "1");
         run_with_timeout(&mut cmd, timeout)

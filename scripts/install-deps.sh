@@ -8,8 +8,9 @@ set -euo pipefail
 # docs/status.schema.json (JSON Schema 2020-12).
 # busybox: `make bench` runs 64 light services (busybox httpd) per node.
 # The shellcheck package: `make lint` checks every shell script.
+# lintian, rpm: `make package-test` lints the .deb and lists the .rpm (rpm -qlp).
 packages=(keepalived iproute2 util-linux e2fsprogs psmisc procps iputils-ping python3 curl debootstrap systemd-container python3-venv pkg-config libssl-dev
-  openssh-server openssh-client python3-jsonschema busybox shellcheck)
+  openssh-server openssh-client python3-jsonschema busybox shellcheck lintian rpm)
 . "$(dirname "$0")/lib/apt.sh"
 mapfile -t missing < <(missing_packages "${packages[@]}")
 if [ ${#missing[@]} -gt 0 ]; then

@@ -22,7 +22,7 @@ SUITE=bookworm
 # Bump when the customisation below changes in a way the containers would notice.
 RECIPE=4
 PACKAGES=(
-  ca-certificates curl dbus e2fsprogs iproute2 iputils-ping keepalived less logrotate
+  ca-certificates curl dbus e2fsprogs iproute2 iputils-ping keepalived less logrotate man-db
   mariadb-client mariadb-server nginx-light openssh-server procps psmisc python3
   python3-apt sudo systemd systemd-sysv
 )

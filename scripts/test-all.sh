@@ -52,6 +52,7 @@ tier() {
 
 tier lint
 tier rust-test
+tier package-test
 tier molecule
 if ! wait "$prefetch"; then
   echo "test: the background cache build failed (tail of $prefetch_log below); tier 4 builds it again" >&2

@@ -150,6 +150,18 @@ touch -d "@$SOURCE_DATE_EPOCH" "$assets"/* "$assets"/*/*
 
 # --- 4. the packages -------------------------------------------------------------------------
 rm -f "$target_dir"/debian/hakeep_*.deb "$target_dir"/generate-rpm/hakeep-*.rpm
+# The previous-version .deb first: cargo-deb removes the current one from target/debian
+# when it writes a package elsewhere.
+old=""
+if $previous; then
+  rm -rf "$target_dir/debian/previous"
+  mkdir -p "$target_dir/debian/previous"
+  old=$("$CARGO" deb -p hakeep --no-build --locked --deb-version "$version~previous" \
+    --output "$target_dir/debian/previous/" 3>&- 2> >(grep -v \
+    "^warning: Only source paths starting with exactly 'target/release/'.*/target/package-assets/" >&2))
+  [ -f "$old" ] || die "cargo deb printed no package path for the previous version ($old)"
+  log "previous version: $old"
+fi
 start=$SECONDS
 log "cargo deb -p hakeep --no-build"
 # cargo-deb warns about every asset under target/ but not under target/release/ (it would
@@ -165,14 +177,5 @@ shopt -u nullglob
 [ ${#rpms[@]} -eq 1 ] || die "expected one rpm in $target_dir/generate-rpm, found ${#rpms[@]}"
 log "packaged in $((SECONDS - start)) s"
 printf '%s\n' "$deb" "${rpms[0]}" >&3
+[ -z "$old" ] || printf '%s\n' "$old" >&3
 
-if $previous; then
-  rm -rf "$target_dir/debian/previous"
-  mkdir -p "$target_dir/debian/previous"
-  old=$("$CARGO" deb -p hakeep --no-build --locked --deb-version "$version~previous" \
-    --output "$target_dir/debian/previous/" 3>&- 2> >(grep -v \
-    "^warning: Only source paths starting with exactly 'target/release/'.*/target/package-assets/" >&2))
-  [ -f "$old" ] || die "cargo deb printed no package path for the previous version ($old)"
-  log "previous version: $old"
-  printf '%s\n' "$old" >&3
-fi

@@ -32,11 +32,21 @@ pub struct Plan {
     pub check_kinds: Vec<String>,
     /// Every mountpoint of the node's groups.
     pub mountpoints: Vec<String>,
+    /// The iSCSI LUNs of the node's groups (the initiator role prepares their logins).
+    pub iscsi_luns: Vec<IscsiLun>,
     /// Debian packages hakeep's drivers and checks need on this node.
     pub packages: Vec<String>,
     /// Every floating IP address of the cluster (without prefix): a peer's SSH connection
     /// may leave from one.
     pub floating_addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IscsiLun {
+    /// host:port.
+    pub portal: String,
+    pub target: String,
+    pub lun: u16,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +161,19 @@ pub fn of(cluster: &Cluster, node: &str, node_source: &str) -> Plan {
             .flat_map(|g| &g.checks)
             .map(|c| check_kind(&c.kind).to_string()),
     );
+    let mut iscsi_luns: Vec<IscsiLun> = Vec::new();
+    for volume in groups.iter().flat_map(|g| &g.volumes) {
+        if let Volume::Iscsi(v) = volume {
+            let lun = IscsiLun {
+                portal: v.portal.clone(),
+                target: v.target.clone(),
+                lun: v.lun,
+            };
+            if !iscsi_luns.contains(&lun) {
+                iscsi_luns.push(lun);
+            }
+        }
+    }
     let packages = unique(
         BASE_PACKAGES
             .iter()
@@ -169,6 +192,7 @@ pub fn of(cluster: &Cluster, node: &str, node_source: &str) -> Plan {
         groups: groups.iter().map(|g| group_plan(g, node)).collect(),
         volume_kinds,
         check_kinds,
+        iscsi_luns,
         packages,
         floating_addresses: unique(
             cluster
@@ -256,6 +280,14 @@ groups:
         assert_eq!(p.check_kinds, ["ping", "tcp"]);
         assert_eq!(p.mountpoints, ["/srv/db"]);
         assert_eq!(
+            p.iscsi_luns,
+            [IscsiLun {
+                portal: "10.0.0.9:3260".into(),
+                target: "iqn.2026-01.org.example:db".into(),
+                lun: 0
+            }]
+        );
+        assert_eq!(
             p.packages,
             ["iproute2", "open-iscsi", "sg3-utils", "iputils-ping"]
         );
@@ -291,6 +323,7 @@ groups:
             "volume_kinds",
             "check_kinds",
             "mountpoints",
+            "iscsi_luns",
             "packages",
             "floating_addresses",
         ] {

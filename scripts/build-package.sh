@@ -33,7 +33,8 @@ CARGO_DEB_VERSION=3.8.0
 CARGO_GENERATE_RPM_VERSION=0.21.1
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export PATH=${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
+CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
+export PATH=$CARGO_BIN:$PATH
 CARGO=${CARGO:-cargo}
 
 log() { printf 'build-package: %s\n' "$*" >&2; }
@@ -57,8 +58,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # --- 1. the packaging tools, pinned ----------------------------------------------------------
-# Prints the version of cargo subcommand $1 ("cargo-deb 3.8.0" -> 3.8.0), nothing if absent.
-tool_version() { "$1" --version 2>/dev/null | awk 'NR == 1 { print $2 }' || true; }
+# Prints the version of cargo subcommand $1 ("cargo-deb 3.8.0" -> 3.8.0) in CARGO_HOME's
+# bin, where `cargo install` puts it and cargo looks first; nothing if absent. Only there:
+# a copy elsewhere on PATH would hide a fresh CARGO_HOME's cold path (CI's).
+tool_version() { "$CARGO_BIN/$1" --version 2>/dev/null | awk 'NR == 1 { print $2 }' || true; }
 install_tool() {
   local crate=$1 version=$2 start=$SECONDS
   if [ "$(tool_version "$crate")" = "$version" ]; then
@@ -69,7 +72,7 @@ install_tool() {
   nice "$CARGO" install --locked --quiet --force "$crate" --version "=$version" \
     || die "cargo install $crate $version failed"
   [ "$(tool_version "$crate")" = "$version" ] \
-    || die "$crate $version installed, but $(command -v "$crate" || echo "no $crate") is on PATH first"
+    || die "$crate $version installed, but $CARGO_BIN/$crate does not say so"
   log "$crate $version installed in $((SECONDS - start)) s"
 }
 install_tool cargo-deb "$CARGO_DEB_VERSION"

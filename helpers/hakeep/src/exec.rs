@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Cmd {
     pub argv: Vec<String>,
     pub timeout: Duration,
+    /// Variables the program gets on top of the fixed minimal environment.
+    pub env: Vec<(String, String)>,
 }
 
 impl Cmd {
@@ -22,7 +24,14 @@ impl Cmd {
         Cmd {
             argv: argv.into_iter().map(Into::into).collect(),
             timeout,
+            env: Vec::new(),
         }
+    }
+
+    /// Adds environment variables (alert programs get the event this way).
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.env = env;
+        self
     }
 
     pub fn program(&self) -> &str {
@@ -160,6 +169,7 @@ impl Runner for SystemRunner {
             .env_clear()
             .env("PATH", SAFE_PATH)
             .env("LC_ALL", "C")
+            .envs(cmd.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -369,6 +379,11 @@ impl RecordingRunner {
             .iter()
             .map(|c| c.argv.join(" "))
             .collect()
+    }
+
+    /// Every command run so far, whole (with its environment).
+    pub fn commands(&self) -> Vec<Cmd> {
+        self.calls.lock().expect("calls lock").clone()
     }
 }
 

@@ -4,7 +4,9 @@
 //! Each worker then looks at the node (from those observed tables) and does what is
 //! missing.
 
+pub mod alerts;
 pub mod control;
+pub mod events;
 pub mod fifo;
 mod fifo_reader;
 pub mod ips;
@@ -73,12 +75,17 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
     );
 
     let runner: Arc<dyn Runner> = Arc::new(SystemRunner);
-    let records = Arc::new(records::Records::new(
-        &cluster.name,
-        node,
-        &paths.state_json,
-        &paths.actions_log,
-    ));
+    let mut observers: Vec<Arc<dyn events::Observer>> = Vec::new();
+    if let Some(alerts) =
+        alerts::Alerts::start(&cluster.alerts, &cluster.name, node, runner.clone())
+            .context("starting the alert programs' runners")?
+    {
+        observers.push(alerts);
+    }
+    let records = Arc::new(
+        records::Records::new(&cluster.name, node, &paths.state_json, &paths.actions_log)
+            .with_observers(observers),
+    );
     let routes = Arc::new(routes::Routes::new(
         cluster,
         node,
@@ -146,6 +153,17 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         mailboxes.len(),
         watched_units.len()
     );
+
+    records.event(events::Event::new(
+        crate::config::AlertEvent::Agent,
+        None,
+        "ok",
+        format!(
+            "hakeep agent {} started on {node} with {} group(s)",
+            crate::cli::VERSION,
+            mailboxes.len()
+        ),
+    ));
 
     let listener = control::bind(&paths.control_socket)?;
     let served = mailboxes.clone();

@@ -6,13 +6,15 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::fsutil::write_atomic;
 use crate::runtime::holds::HoldKind;
 use crate::runtime::state::{timestamp, AgentState, Fault, GroupState, Step, SCHEMA};
 use crate::runtime::VrrpState;
+
+use super::events::{Event, GroupLive, Observer};
 
 /// How long a group's problems still say that its worker panicked (and was restarted):
 /// a panic is a bug someone should see, even when the group serves again.
@@ -31,6 +33,10 @@ pub struct Records {
     /// The last write of state.json failed (a full /run): the next update writes it
     /// again even if nothing changed.
     unwritten: AtomicBool,
+    /// Told of every event, step and picture (metrics, alerts).
+    observers: Vec<Arc<dyn Observer>>,
+    /// Whether keepalived ran at the last resync (`None` before the first one).
+    keepalived_seen: Mutex<Option<bool>>,
 }
 
 impl Records {
@@ -50,6 +56,31 @@ impl Records {
             state_path: state_path.to_path_buf(),
             log_path: log_path.to_path_buf(),
             unwritten: AtomicBool::new(false),
+            observers: Vec::new(),
+            keepalived_seen: Mutex::new(None),
+        }
+    }
+
+    /// Adds observers; done before the records are shared.
+    pub fn with_observers(mut self, observers: Vec<Arc<dyn Observer>>) -> Self {
+        self.observers.extend(observers);
+        self
+    }
+
+    /// Tells the observers of an event, and the log.
+    pub fn event(&self, event: Event) {
+        log::info!(
+            HAKEEP_EVENT = event.kind.as_str(),
+            HAKEEP_GROUP = event.group.as_deref().unwrap_or(""),
+            HAKEEP_RESULT = event.result.as_str();
+            "event {} {}{}: {}",
+            event.kind.as_str(),
+            event.result,
+            event.group.as_deref().map(|g| format!(" group {g}")).unwrap_or_default(),
+            event.detail
+        );
+        for observer in &self.observers {
+            observer.event(&event);
         }
     }
 
@@ -67,12 +98,25 @@ impl Records {
                 .map(|e| format!(" error={e:?}"))
                 .unwrap_or_default()
         );
-        if step.ok {
-            log::info!("{}", line.trim_end());
+        let level = if step.ok {
+            log::Level::Info
         } else {
-            log::error!("{}", line.trim_end());
-        }
+            log::Level::Error
+        };
+        log::log!(
+            level,
+            HAKEEP_GROUP = group,
+            HAKEEP_ACTION = step.action.as_str(),
+            HAKEEP_STEP = step.resource.as_str(),
+            HAKEEP_RESULT = if step.ok { "ok" } else { "error" },
+            HAKEEP_DURATION_MS = step.duration_ms;
+            "{}",
+            line.trim_end()
+        );
         self.append(&line);
+        for observer in &self.observers {
+            observer.step(group, step);
+        }
     }
 
     fn append(&self, line: &str) {
@@ -114,9 +158,12 @@ impl Records {
         self.append(&line);
     }
 
-    pub fn set_group(&self, name: &str, mut group: GroupState) {
+    pub fn set_group(&self, name: &str, mut group: GroupState, live: &GroupLive) {
         if let Some(note) = self.panic_note(name) {
             group.problems.push(note);
+        }
+        for observer in &self.observers {
+            observer.group(name, &group, live);
         }
         self.update(|s| {
             if s.groups.get(name) == Some(&group) {
@@ -179,6 +226,32 @@ impl Records {
             s.keepalived_running = running;
             changed
         });
+        // The first answer after the agent starts is no event: keepalived did not change.
+        let before = self
+            .keepalived_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(running);
+        let changed = before.is_some_and(|b| b != running);
+        for observer in &self.observers {
+            observer.keepalived(running);
+        }
+        if changed {
+            let (result, detail) = if running {
+                ("up", "keepalived runs")
+            } else {
+                (
+                    "down",
+                    "keepalived is not running: no group can be served here",
+                )
+            };
+            self.event(Event::new(
+                crate::config::AlertEvent::Keepalived,
+                None,
+                result,
+                detail.into(),
+            ));
+        }
     }
 
     /// Sets (or with `None` clears) the node-level problem that starts with `key`.

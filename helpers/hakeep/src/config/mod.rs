@@ -2,6 +2,7 @@
 
 mod diagnostic;
 mod model;
+mod monitoring;
 mod parse;
 mod reader;
 mod scan;

@@ -16,8 +16,101 @@ pub struct Cluster {
     pub keepalived: KeepalivedSettings,
     pub agent: AgentSettings,
     pub ssh: SshSettings,
+    /// Prometheus metrics of the agent; `None`: off.
+    pub metrics: Option<MetricsSettings>,
+    /// Programs the agent runs on events (Pacemaker-style alert agents).
+    pub alerts: Vec<Alert>,
     pub nodes: Vec<Node>,
     pub groups: Vec<Group>,
+}
+
+/// `metrics:`: where the agent serves its Prometheus metrics, and/or the file it keeps
+/// for node_exporter's textfile collector. At least one of the two is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    pub listen: Option<MetricsListen>,
+    pub textfile: Option<PathBuf>,
+}
+
+/// The metrics endpoint's address: a fixed one (`127.0.0.1:9840`, `0.0.0.0:9840`), or
+/// `node:PORT`, each node's own address from `nodes:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    Fixed(std::net::SocketAddr),
+    NodeAddress(u16),
+}
+
+impl MetricsListen {
+    /// The socket address the agent of `node` listens on.
+    pub fn for_node(&self, node: &Node) -> std::net::SocketAddr {
+        match *self {
+            MetricsListen::Fixed(address) => address,
+            MetricsListen::NodeAddress(port) => std::net::SocketAddr::new(node.address, port),
+        }
+    }
+}
+
+/// One alert program: run with `args` (argv, never a shell) and the event in
+/// HAKEEP_* environment variables, for each event of `events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub events: Vec<AlertEvent>,
+    pub timeout_secs: u32,
+}
+
+/// What the agent tells alert programs about (HAKEEP_EVENT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AlertEvent {
+    /// A group was taken here (HAKEEP_RESULT ok), or its take failed (error).
+    Take,
+    /// A group was released here (ok), or its release failed (error).
+    Release,
+    /// The group faulted here (failed take, dead service beyond its restart budget,
+    /// failing check): the node steps down for the hold-down.
+    Fault,
+    /// A peer took the group's volume (storage fencing): the node steps down.
+    Fence,
+    /// The node could not bring the group to a safe state by itself (`hakeep status`
+    /// says FAILED).
+    Failed,
+    /// The group's services were restarted after a failure (ok), or the restart failed.
+    Restart,
+    /// keepalived stopped (HAKEEP_RESULT down) or runs again (up).
+    Keepalived,
+    /// The agent started on this node.
+    Agent,
+}
+
+impl AlertEvent {
+    pub const ALL: [AlertEvent; 8] = [
+        AlertEvent::Take,
+        AlertEvent::Release,
+        AlertEvent::Fault,
+        AlertEvent::Fence,
+        AlertEvent::Failed,
+        AlertEvent::Restart,
+        AlertEvent::Keepalived,
+        AlertEvent::Agent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::Take => "take",
+            AlertEvent::Release => "release",
+            AlertEvent::Fault => "fault",
+            AlertEvent::Fence => "fence",
+            AlertEvent::Failed => "failed",
+            AlertEvent::Restart => "restart",
+            AlertEvent::Keepalived => "keepalived",
+            AlertEvent::Agent => "agent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == text)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -6,6 +6,7 @@ use marked_yaml::Node;
 
 use super::diagnostic::quoted;
 use super::model::*;
+use super::monitoring;
 use super::reader::{pos_of, FieldPath, Reader};
 use super::syntax;
 
@@ -19,6 +20,8 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
         keepalived: KeepalivedSettings::default(),
         agent: AgentSettings::default(),
         ssh: SshSettings::default(),
+        metrics: None,
+        alerts: Vec::new(),
         nodes: Vec::new(),
         groups: Vec::new(),
     };
@@ -28,7 +31,16 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
     r.reject_unknown_keys(
         map,
         &path,
-        &["cluster", "keepalived", "agent", "ssh", "nodes", "groups"],
+        &[
+            "cluster",
+            "keepalived",
+            "agent",
+            "ssh",
+            "metrics",
+            "alerts",
+            "nodes",
+            "groups",
+        ],
     );
     if let Some(node) = r.required(map, &path, "cluster") {
         cluster.name = checked_string(r, node, &path.key("cluster"), syntax::name)
@@ -44,6 +56,10 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
     if let Some(node) = map.get_node("ssh") {
         cluster.ssh = ssh(r, node, &path.key("ssh"));
     }
+    if let Some(node) = map.get_node("metrics") {
+        cluster.metrics = monitoring::metrics(r, node, &path.key("metrics"));
+    }
+    cluster.alerts = list(r, map, &path, "alerts", monitoring::alert);
     if let Some(node) = r.required(map, &path, "nodes") {
         cluster.nodes = named_entries(r, node, &path.key("nodes"), node_entry);
     }
@@ -590,7 +606,7 @@ fn named_entries<T>(
 }
 
 /// An optional list field of a mapping; bad items are reported and left out.
-fn list<T>(
+pub(super) fn list<T>(
     r: &mut Reader,
     map: &MarkedMappingNode,
     path: &FieldPath,
@@ -637,7 +653,7 @@ fn single_kind<'n>(
 }
 
 /// A string value run through a syntax rule; the rule's complaint names the value.
-fn checked_string<T>(
+pub(super) fn checked_string<T>(
     r: &mut Reader,
     node: &Node,
     path: &FieldPath,
@@ -657,7 +673,7 @@ fn checked_string<T>(
     }
 }
 
-fn scalar_text(node: &Node) -> String {
+pub(super) fn scalar_text(node: &Node) -> String {
     node.as_scalar()
         .map(|s| s.as_str().to_string())
         .unwrap_or_default()

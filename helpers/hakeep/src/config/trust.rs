@@ -1,5 +1,5 @@
 //! Whether the files the agent runs as root can only have been written by root: the
-//! cluster file, the resource scripts and the check commands. Anyone who can rewrite one
+//! cluster file, the resource scripts, the check commands and the alert programs. Anyone who can rewrite one
 //! of them, or a directory on its way, can make root run anything.
 //!
 //! A path is trusted when every directory on its way (symlinks resolved) and the file
@@ -31,6 +31,7 @@ pub fn untrusted(file: &Path, cluster: &Cluster) -> Vec<String> {
             }
         }
     }
+    paths.extend(cluster.alerts.iter().map(|a| a.program.clone()));
     paths.sort();
     paths.dedup();
     paths

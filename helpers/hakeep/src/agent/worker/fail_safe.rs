@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::AlertEvent;
 use crate::keepalived::state as keepalived_state;
 use crate::runtime::VrrpState;
 
@@ -105,9 +106,11 @@ impl Worker {
             self.group.name
         );
         if !matches!(self.failed, Some(Failure::KeepalivedStopped(_))) {
-            self.failed = Some(Failure::Release(format!(
-                "{why}; {what}; retrying the release at every resync"
-            )));
+            let text = format!("{why}; {what}; retrying the release at every resync");
+            if self.failed.is_none() {
+                self.event(AlertEvent::Failed, "error", text.clone());
+            }
+            self.failed = Some(Failure::Release(text));
         }
     }
 
@@ -150,6 +153,9 @@ impl Worker {
             text.push_str(&p);
         }
         log::error!("group {}: FAILED: {text}", self.group.name);
+        if !matches!(self.failed, Some(Failure::KeepalivedStopped(_))) {
+            self.event(AlertEvent::Failed, "error", text.clone());
+        }
         self.failed = Some(Failure::KeepalivedStopped(text));
     }
 }

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::config::AlertEvent;
 use crate::fsutil::write_atomic;
 use crate::runtime::holds::{self, HoldKind, HoldRecord};
 use crate::runtime::state::{timestamp, Fault};
@@ -48,6 +49,18 @@ impl Worker {
     /// to FAULT and the next converge releases what this node holds.
     pub(super) fn raise_hold(&mut self, kind: HoldKind, reason: String, length: Duration) {
         let why = format!("{} hold: {reason}", kind.as_str());
+        let event = match kind {
+            HoldKind::Fault => Some(AlertEvent::Fault),
+            HoldKind::Fence => Some(AlertEvent::Fence),
+            HoldKind::Operator => None,
+        };
+        if let Some(event) = event {
+            let detail = format!(
+                "{reason}; stepping down for {} s",
+                length.max(MIN_HOLD).as_secs()
+            );
+            self.event(event, "error", detail);
+        }
         self.hold_without_step_down(kind, reason, length);
         self.step_down(&why);
     }

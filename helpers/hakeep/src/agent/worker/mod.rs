@@ -16,7 +16,7 @@ mod watch;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{AgentSettings, Cluster, Group};
+use crate::config::{AgentSettings, AlertEvent, Cluster, Group};
 use crate::drivers::procfs::MountSource;
 use crate::drivers::{self, Context, Resource, Timeouts, Units};
 use crate::exec::Runner;
@@ -24,6 +24,7 @@ use crate::observe::AddressView;
 use crate::runtime::state::{timestamp, Transition};
 use crate::runtime::{Paths, VrrpState};
 
+use super::events::Event;
 use super::ips::NodeIp;
 use super::lock::GroupLock;
 use super::mailbox::{Input, Mailbox};
@@ -188,18 +189,41 @@ impl Worker {
         });
         drop(lock);
         let mut problems = Vec::new();
+        let took = clock.elapsed();
         match &outcome {
             Outcome::AlreadyThere => {}
-            Outcome::Done => log::info!(
-                "group {group}: now {} ({})",
-                desired.as_str(),
-                input.trigger
-            ),
+            Outcome::Done => {
+                log::info!(
+                    HAKEEP_GROUP = group.as_str();
+                    "group {group}: now {} ({})",
+                    desired.as_str(),
+                    input.trigger
+                );
+                let kind = match desired {
+                    Desired::Active => AlertEvent::Take,
+                    Desired::Standby => AlertEvent::Release,
+                };
+                let detail = format!(
+                    "now {} on {} in {} ms ({})",
+                    desired.as_str(),
+                    self.node,
+                    took.as_millis(),
+                    input.trigger
+                );
+                self.event(kind, "ok", detail);
+            }
             Outcome::TakeFailed { resource, error } => {
-                self.raise_fault(format!("take failed at {resource}: {error}"));
+                let why = format!("take failed at {resource}: {error}");
+                self.event(AlertEvent::Take, "error", why.clone());
+                self.raise_fault(why);
             }
             Outcome::ReleaseFailed { resource, error } => {
-                self.release_failed(input, format!("release failed at {resource}: {error}"));
+                let why = format!("release failed at {resource}: {error}");
+                // Retried at every resync: said once, when the group becomes FAILED.
+                if self.failed.is_none() {
+                    self.event(AlertEvent::Release, "error", why.clone());
+                }
+                self.release_failed(input, why);
             }
         }
         if desired == Desired::Standby && matches!(outcome, Outcome::Done | Outcome::AlreadyThere) {
@@ -225,6 +249,13 @@ impl Worker {
             self.remove_stale_ips(&mut problems);
         }
         self.publish(input, desired, false, problems);
+    }
+
+    /// Tells the records' observers (metrics, alert programs) of an event of this group.
+    fn event(&self, kind: AlertEvent, result: &str, detail: String) {
+        self.env
+            .records
+            .event(Event::new(kind, Some(&self.group.name), result, detail));
     }
 
     fn next_wake(&self) -> Duration {

@@ -3,10 +3,13 @@
 //! tables (mounts, addresses, unit states), so an idle resync runs no program for units,
 //! mounts or IPs.
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use crate::drivers::Observed;
 use crate::runtime::state::{GroupState, IpStatus, ResourceStatus};
 use crate::runtime::VrrpState;
 
+use super::super::events::GroupLive;
 use super::super::mailbox::Input;
 use super::super::reconcile::Desired;
 use super::Worker;
@@ -104,7 +107,26 @@ impl Worker {
                 problems,
                 last_transition: self.last_transition.clone(),
             },
+            &self.live(desired),
         );
+    }
+
+    /// What metrics want beside the picture: the hold's end and, while the group is
+    /// active here (only then do checks run), each check and whether it passes.
+    fn live(&self, desired: Desired) -> GroupLive {
+        let until_ms = self.hold.as_ref().map(|h| h.record.until_ms);
+        GroupLive {
+            hold_until: until_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            checks: match desired {
+                Desired::Active if self.active_confirmed => self
+                    .watch
+                    .checks
+                    .iter()
+                    .map(|c| (c.describe(), !c.failing))
+                    .collect(),
+                _ => Vec::new(),
+            },
+        }
     }
 
     /// keepalived is dead, so it cannot remove its own VIPs: the agent does, or two

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::checks;
-use crate::config::{AgentSettings, Check, Group, Service};
+use crate::config::{AgentSettings, AlertEvent, Check, Group, Service};
 use crate::drivers::{Kind, Observed, Resource};
 use crate::runtime::holds::HoldKind;
 
@@ -285,10 +285,19 @@ impl Worker {
             records.log_step(&group, s)
         });
         self.watch.reset();
-        match outcome {
+        let result = match outcome {
             Outcome::Done | Outcome::AlreadyThere => Ok(()),
             other => Err(other.text()),
-        }
+        };
+        let (text, detail) = match &result {
+            Ok(()) => ("ok", "the group's services were restarted".to_string()),
+            Err(e) => (
+                "error",
+                format!("restarting the group's services failed: {e}"),
+            ),
+        };
+        self.event(AlertEvent::Restart, text, detail);
+        result
     }
 }
 

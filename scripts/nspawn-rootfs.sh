@@ -22,15 +22,16 @@ SUITE=bookworm
 # Bump when the customisation below changes in a way the containers would notice.
 RECIPE=4
 PACKAGES=(
-  ca-certificates curl dbus e2fsprogs iproute2 iputils-ping keepalived less logrotate man-db
-  mariadb-client mariadb-server nginx-light openssh-server procps psmisc python3
-  python3-apt sudo systemd systemd-sysv
+  ca-certificates curl dbus e2fsprogs exim4-daemon-light iproute2 iputils-ping keepalived less
+  logrotate man-db mariadb-client mariadb-server nginx-light openssh-server procps prometheus
+  psmisc python3 python3-apt sudo systemd systemd-sysv
 )
 # Units the roles manage: installed, but not started at boot by the image (mariadb.socket
 # would start MariaDB on a standby node at the first client connection). The apt timers
-# only fail: the containers have no mirror.
+# only fail: the containers have no mirror. Prometheus (with promtool) and exim4 are for
+# the monitoring tests: Prometheus runs only where a test starts it.
 DISABLED_UNITS=(keepalived.service mariadb.service mariadb.socket nginx.service
-  apt-daily.timer apt-daily-upgrade.timer)
+  apt-daily.timer apt-daily-upgrade.timer prometheus.service)
 
 CACHE=${HAKEEP_ROOTFS_CACHE:-${HAKEEP_CACHE:-/var/cache/hakeep}/rootfs}
 LOCK_TIMEOUT=${HAKEEP_ROOTFS_LOCK_TIMEOUT:-1800}

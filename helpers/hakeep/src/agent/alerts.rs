@@ -1,9 +1,9 @@
 //! Alert programs (`alerts:` in cluster.yml), as Pacemaker runs its alert agents: on each
 //! event a program asked for, the agent runs it with its argv and the event in HAKEEP_*
 //! environment variables. Never in the way of a take or a release: an event only queues
-//! a job (a full queue drops it, and says so); a few threads of their own run the jobs,
-//! each bounded by its program's timeout, and a failure is logged with the program's
-//! stderr.
+//! a job (a full queue drops it, and says so). Each alert has its own queue and a few
+//! threads that run its jobs, each bounded by the program's timeout, so a hanging mail
+//! program never holds back the webhook; a failure is logged with the program's stderr.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -16,22 +16,22 @@ use crate::runtime::state::{epoch_ms, timestamp};
 
 use super::events::{Event, Observer};
 
-/// How many alert programs may run at once; a hanging one holds one of these.
-pub const CONCURRENCY: usize = 4;
-/// Jobs waiting for a free runner beyond this are dropped (and logged).
+/// How many runs of one alert program may be under way at once.
+pub const CONCURRENCY: usize = 2;
+/// Jobs of one alert waiting for a free runner beyond this are dropped (and logged).
 pub const QUEUE: usize = 64;
 
 struct Job {
-    alert: usize,
     event: String,
     env: Vec<(String, String)>,
 }
 
 pub struct Alerts {
-    alerts: Arc<Vec<Alert>>,
+    alerts: Vec<Alert>,
     cluster: String,
     node: String,
-    queue: SyncSender<Job>,
+    /// One queue per alert, in `alerts` order.
+    queues: Vec<SyncSender<Job>>,
     sequence: AtomicU64,
     dropped: AtomicU64,
 }
@@ -47,20 +47,23 @@ impl Alerts {
         if alerts.is_empty() {
             return Ok(None);
         }
-        let (queue, jobs) = mpsc::sync_channel(QUEUE);
-        let jobs = Arc::new(Mutex::new(jobs));
-        let configured = Arc::new(alerts.to_vec());
-        for i in 0..CONCURRENCY {
-            let (jobs, configured, runner) = (jobs.clone(), configured.clone(), runner.clone());
-            std::thread::Builder::new()
-                .name(format!("alerts-{i}"))
-                .spawn(move || run_jobs(&jobs, &configured, runner.as_ref()))?;
+        let mut queues = Vec::new();
+        for (a, alert) in alerts.iter().enumerate() {
+            let (queue, jobs) = mpsc::sync_channel(QUEUE);
+            let jobs = Arc::new(Mutex::new(jobs));
+            for i in 0..CONCURRENCY {
+                let (jobs, alert, runner) = (jobs.clone(), alert.clone(), runner.clone());
+                std::thread::Builder::new()
+                    .name(format!("alert-{a}-{i}"))
+                    .spawn(move || run_jobs(&jobs, &alert, runner.as_ref()))?;
+            }
+            queues.push(queue);
         }
         Ok(Some(Arc::new(Alerts {
-            alerts: configured,
+            alerts: alerts.to_vec(),
             cluster: cluster.to_string(),
             node: node.to_string(),
-            queue,
+            queues,
             sequence: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         })))
@@ -117,17 +120,16 @@ impl Observer for Alerts {
         let env = self.environment(event, sequence);
         for alert in wanted {
             let job = Job {
-                alert,
                 event: event.kind.as_str().to_string(),
                 env: env.clone(),
             };
-            match self.queue.try_send(job) {
+            match self.queues[alert].try_send(job) {
                 Ok(()) => {}
                 Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     log::error!(
-                        "alert {} for event {}: not run, {QUEUE} alerts are already waiting",
-                        self.alerts[job.alert].program.display(),
+                        "alert {} for event {}: not run, {QUEUE} runs of it are already waiting",
+                        self.alerts[alert].program.display(),
                         job.event
                     );
                 }
@@ -136,7 +138,7 @@ impl Observer for Alerts {
     }
 }
 
-fn run_jobs(jobs: &Mutex<Receiver<Job>>, alerts: &[Alert], runner: &dyn Runner) {
+fn run_jobs(jobs: &Mutex<Receiver<Job>>, alert: &Alert, runner: &dyn Runner) {
     loop {
         let job = {
             let jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
@@ -145,7 +147,6 @@ fn run_jobs(jobs: &Mutex<Receiver<Job>>, alerts: &[Alert], runner: &dyn Runner) 
                 Err(_) => return,
             }
         };
-        let alert = &alerts[job.alert];
         let mut argv = vec![alert.program.display().to_string()];
         argv.extend(alert.args.iter().cloned());
         let cmd =
@@ -243,7 +244,10 @@ mod tests {
         // Every run hangs until the test lets it go, then fails.
         let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let held = gate.clone();
-        runner.respond(move |_| {
+        runner.respond(move |cmd| {
+            if cmd.program() != "/bin/hang" {
+                return None;
+            }
             let (open, cv) = &*held;
             let mut open = open.lock().unwrap();
             while !*open {
@@ -256,7 +260,10 @@ mod tests {
             }))
         });
         let alerts = Alerts::start(
-            &[alert("/bin/x", &AlertEvent::ALL)],
+            &[
+                alert("/bin/hang", &AlertEvent::ALL),
+                alert("/bin/quick", &[AlertEvent::Fault]),
+            ],
             "c",
             "n",
             runner.clone(),
@@ -281,11 +288,31 @@ mod tests {
         done.recv_timeout(Duration::from_secs(30))
             .expect("posting events returned while the alert programs hang");
         assert!(alerts.dropped() >= 10, "dropped {}", alerts.dropped());
-        assert_eq!(wait_for(&runner, CONCURRENCY).len(), CONCURRENCY);
+        // The quick alert is not held back by the hanging one.
+        let count = |program: &str| {
+            runner
+                .commands()
+                .iter()
+                .filter(|c| c.program() == program)
+                .count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count("/bin/quick") == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            count("/bin/quick") > 0,
+            "the quick alert ran while the other one hangs"
+        );
+        assert_eq!(
+            count("/bin/hang"),
+            CONCURRENCY,
+            "runs of the hanging program under way"
+        );
         let (open, cv) = &*gate;
         *open.lock().unwrap() = true;
         cv.notify_all();
-        let ran = events - alerts.dropped() as usize;
+        let ran = 2 * events - alerts.dropped() as usize;
         assert_eq!(wait_for(&runner, ran).len(), ran, "every queued alert runs");
     }
 

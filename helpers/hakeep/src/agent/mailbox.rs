@@ -1,9 +1,10 @@
 //! Hands the latest VRRP state to a group's worker: only the newest input matters, so a
 //! slow step never builds up a queue of stale events.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::runtime::control::{ControlReply, ControlRequest};
 use crate::runtime::VrrpState;
@@ -32,6 +33,16 @@ pub struct Mailbox {
     input: Mutex<Input>,
     requests: Mutex<Vec<Request>>,
     changed: Condvar,
+    /// When the worker last showed it is alive (ms on the agent's monotonic clock).
+    beat_ms: AtomicU64,
+    /// Whether the worker has handled its first known input (the agent's readiness).
+    first_pass: AtomicBool,
+}
+
+/// The agent's monotonic clock for heartbeats.
+fn clock_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 impl Mailbox {
@@ -46,7 +57,28 @@ impl Mailbox {
             }),
             requests: Mutex::new(Vec::new()),
             changed: Condvar::new(),
+            beat_ms: AtomicU64::new(clock_ms()),
+            first_pass: AtomicBool::new(false),
         }
+    }
+
+    /// The worker is alive: it woke, or finished a step.
+    pub fn beat(&self) {
+        self.beat_ms.store(clock_ms(), Ordering::Relaxed);
+    }
+
+    /// How long since the worker's last beat.
+    pub fn since_beat(&self) -> Duration {
+        Duration::from_millis(clock_ms().saturating_sub(self.beat_ms.load(Ordering::Relaxed)))
+    }
+
+    /// The worker has acted on (or looked at) its first known input.
+    pub fn first_pass_done(&self) {
+        self.first_pass.store(true, Ordering::Relaxed);
+    }
+
+    pub fn had_first_pass(&self) -> bool {
+        self.first_pass.load(Ordering::Relaxed)
     }
 
     /// The input, also after a panic elsewhere while it was held: a worker restarted

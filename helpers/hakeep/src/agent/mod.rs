@@ -13,6 +13,7 @@ pub mod ips;
 mod keepalived_watch;
 pub mod lock;
 pub mod mailbox;
+mod readiness;
 pub mod reconcile;
 pub mod records;
 mod routes;
@@ -22,7 +23,7 @@ mod worker;
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
@@ -224,40 +225,58 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         .name("notify-fifo".into())
         .spawn(move || reader.run(tx))
         .context("starting the FIFO reader")?;
+    let mut readiness = readiness::Readiness::new(cluster, mailboxes.clone());
+    readiness.ready(&records.summary());
+    let mut next_resync = Instant::now() + resync;
+    let mut reader_alive = true;
     loop {
-        match rx.recv_timeout(resync) {
+        let now = Instant::now();
+        let mut wait = next_resync.saturating_duration_since(now);
+        if let Some(pet) = readiness.next_pet_in() {
+            wait = wait.min(pet);
+        }
+        let received = if reader_alive {
+            rx.recv_timeout(wait)
+        } else {
+            std::thread::sleep(wait);
+            Err(mpsc::RecvTimeoutError::Timeout)
+        };
+        match received {
             Ok(event) => {
-                if event.scope != Scope::Instance {
-                    continue;
-                }
-                match mailboxes.get(&event.name) {
-                    Some(mailbox) => {
-                        log::info!("keepalived: instance {} is {}", event.name, event.state);
-                        if watch.fifo_event(&event.name, event.state) == Verdict::Clear {
-                            log::warn!("keepalived's notify FIFO works again");
-                            records.set_node_problem(PROBLEM_KEY, None);
+                if event.scope == Scope::Instance {
+                    match mailboxes.get(&event.name) {
+                        Some(mailbox) => {
+                            log::info!("keepalived: instance {} is {}", event.name, event.state);
+                            if watch.fifo_event(&event.name, event.state) == Verdict::Clear {
+                                log::warn!("keepalived's notify FIFO works again");
+                                records.set_node_problem(PROBLEM_KEY, None);
+                            }
+                            records.log_event(&event.name, event.state, event.priority);
+                            let running = keepalived_state::running_pid(&ka_paths).is_some();
+                            mailbox.post(
+                                Some(event.state),
+                                running,
+                                &format!("keepalived event {}", event.state),
+                            );
                         }
-                        records.log_event(&event.name, event.state, event.priority);
-                        let running = keepalived_state::running_pid(&ka_paths).is_some();
-                        mailbox.post(
-                            Some(event.state),
-                            running,
-                            &format!("keepalived event {}", event.state),
-                        );
+                        None => {
+                            log::warn!("ignoring event for unknown instance {:?}", event.name)
+                        }
                     }
-                    None => log::warn!("ignoring event for unknown instance {:?}", event.name),
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => resync_now("resync", &mut watch),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // The reader reopens the FIFO itself; it ends only by a panic (a bug).
                 log::error!("the notify FIFO reader is gone; resyncs alone from now on");
-                loop {
-                    std::thread::sleep(resync);
-                    resync_now("resync", &mut watch);
-                }
+                reader_alive = false;
             }
         }
+        if Instant::now() >= next_resync {
+            resync_now("resync", &mut watch);
+            next_resync = Instant::now() + resync;
+        }
+        readiness.tick(&records.summary());
     }
 }
 

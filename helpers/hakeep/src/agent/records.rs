@@ -264,6 +264,31 @@ impl Records {
         });
     }
 
+    /// One line for systemd's STATUS=: keepalived, and each group's state here.
+    pub fn summary(&self) -> String {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut parts = vec![if state.keepalived_running {
+            "keepalived runs".to_string()
+        } else {
+            "keepalived is not running".to_string()
+        }];
+        for (name, g) in &state.groups {
+            let mut part = format!("{name} {} {}", g.vrrp_state, g.actual);
+            if g.failed.is_some() {
+                part.push_str(" FAILED");
+            } else if g.fault.is_some() {
+                part.push_str(" held");
+            } else if g.maintenance {
+                part.push_str(" maintenance");
+            }
+            parts.push(part);
+        }
+        if !state.problems.is_empty() {
+            parts.push(format!("{} node problem(s)", state.problems.len()));
+        }
+        parts.join("; ")
+    }
+
     /// Applies `change`; rewrites state.json only when it says it changed something, so
     /// an idle agent's resyncs cost a comparison, not a serialisation and a write.
     fn update(&self, change: impl FnOnce(&mut AgentState) -> bool) {

@@ -60,6 +60,8 @@ pub struct Worker {
     last_transition: Option<Transition>,
     active_confirmed: bool,
     failed: Option<Failure>,
+    /// The worker's mailbox, for its heartbeats (set when it runs).
+    mailbox: Option<Arc<Mailbox>>,
 }
 
 impl Worker {
@@ -90,11 +92,14 @@ impl Worker {
             last_transition: None,
             active_confirmed: false,
             failed: None,
+            mailbox: None,
         }
     }
 
     /// Runs until the process ends.
     pub fn run(mut self, mailbox: Arc<Mailbox>) {
+        self.mailbox = Some(mailbox.clone());
+        mailbox.beat();
         self.resume_hold();
         // Act only on a real input: before the first resync the state is unknown, and
         // acting on "unknown" would release a group an agent restart must leave alone.
@@ -102,6 +107,7 @@ impl Worker {
         let mut last_converge = Instant::now();
         loop {
             let input = mailbox.wait(seen, self.next_wake());
+            mailbox.beat();
             for request in mailbox.take_requests() {
                 let reply = self.operator(&request.request, &input, &mailbox);
                 let _ = request.reply.send(reply);
@@ -126,6 +132,8 @@ impl Worker {
                 }
                 self.converge_to(&input);
             }
+            mailbox.first_pass_done();
+            mailbox.beat();
         }
     }
 
@@ -182,8 +190,12 @@ impl Worker {
         let clock = Instant::now();
         let group = self.group.name.clone();
         let records = self.env.records.clone();
+        let beats = self.mailbox.clone();
         let (outcome, steps) = converge(&self.ctx(), &self.resources, desired, &mut |s| {
             records.log_step(&group, s);
+            if let Some(mailbox) = &beats {
+                mailbox.beat();
+            }
             #[cfg(debug_assertions)]
             debug_hooks::panic_once_after_take(&group, s);
         });

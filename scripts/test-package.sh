@@ -187,6 +187,15 @@ out=$(inside systemctl cat keepalived.service 2>&1 || true)
 grep -Eq '^# (/usr)?/lib/systemd/system/keepalived.service.d/hakeep.conf$' <<<"$out" \
   && pass "keepalived.service has the hakeep drop-in" || fail "systemctl cat keepalived.service shows no hakeep drop-in"
 
+# The alert programs, installed as the agent trusts them: root's, not writable by others.
+for f in /usr/lib/hakeep/alerts/webhook /usr/lib/hakeep/alerts/email; do
+  out=$(inside stat -c '%U %a' "$f" 2>&1 || true)
+  [ "$out" = "root 755" ] && pass "$f ($out)" || fail "$f: '$out', not root 755"
+done
+out=$(inside env -i /usr/lib/hakeep/alerts/webhook 2>&1 || true)
+[[ $out == *usage:* ]] && pass "webhook without its URL says how to use it" \
+  || fail "webhook without arguments: '$out'"
+
 out=$(inside getent passwd keepalived_script 2>&1 || true)
 [[ $out == keepalived_script:*:/usr/sbin/nologin ]] && pass "getent passwd: $out" \
   || fail "keepalived_script: '$out'"

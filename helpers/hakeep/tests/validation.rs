@@ -70,6 +70,32 @@ fn every_documented_example_is_valid() {
 }
 
 #[test]
+fn metrics_and_alerts_parse() {
+    let text = format!(
+        "{BASE}metrics:\n  listen: \"node:9840\"\n  textfile: /var/lib/prometheus/node-exporter/hakeep.prom\n\
+         alerts:\n  - program: /usr/lib/hakeep/alerts/webhook\n    args: [\"http://127.0.0.1:9099/hook\"]\n    \
+         events: [take, fault]\n    timeout: 10\n  - program: /usr/lib/hakeep/alerts/email\n"
+    );
+    let cluster = config::from_str("cluster.yml", &text).unwrap();
+    let metrics = cluster.metrics.unwrap();
+    let node = &cluster.nodes[0];
+    assert_eq!(
+        metrics.listen.unwrap().for_node(node).to_string(),
+        "192.168.56.11:9840"
+    );
+    assert!(metrics.textfile.unwrap().ends_with("hakeep.prom"));
+    assert_eq!(cluster.alerts.len(), 2);
+    assert_eq!(
+        cluster.alerts[0].events,
+        [config::AlertEvent::Take, config::AlertEvent::Fault]
+    );
+    assert_eq!(cluster.alerts[0].args, ["http://127.0.0.1:9099/hook"]);
+    assert_eq!(cluster.alerts[0].timeout_secs, 10);
+    assert_eq!(cluster.alerts[1].events, config::AlertEvent::ALL, "all events by default");
+    assert_eq!(cluster.alerts[1].timeout_secs, 30);
+}
+
+#[test]
 fn bad_inputs_name_line_column_and_field() {
     let cases: Vec<(&str, String, &str)> = vec![
         ("typo in a key", with("    preempt: false", "    prempt: false"), "14:5: groups.nfs.prempt: unknown field (did you mean \"preempt\"?)"),
@@ -120,6 +146,18 @@ fn bad_inputs_name_line_column_and_field() {
         ("YAML syntax error", with("nodes: [nfs1, nfs2]", "nodes: [nfs1, nfs2"), "YAML syntax error"),
         ("relative resource script", with("[nfs-server.service]", "[{ script: bin/start }]"), "22:26: groups.nfs.services[0].script: \"bin/start\" must be an absolute path"),
         ("mount unit as service", with("[nfs-server.service]", "[srv-nfs.mount]"), "22:16: groups.nfs.services[0]: \"srv-nfs.mount\" is a .mount unit"),
+        ("metrics without listen or textfile", format!("{BASE}metrics: {{}}\n"), "@metrics: metrics needs `listen`"),
+        ("metrics listen not an address", format!("{BASE}metrics:\n  listen: localhost:9840\n"), "26:11: metrics.listen: \"localhost:9840\" is not ADDRESS:PORT"),
+        ("metrics listen node without port", format!("{BASE}metrics:\n  listen: \"node:\"\n"), "26:11: metrics.listen: \"node:\" is not node:PORT"),
+        ("metrics textfile not .prom", format!("{BASE}metrics:\n  textfile: /var/lib/node_exporter/hakeep.txt\n"), "26:13: metrics.textfile: \"/var/lib/node_exporter/hakeep.txt\" must end in .prom"),
+        ("metrics unknown field", format!("{BASE}metrics:\n  port: 9840\n"), "26:3: metrics.port: unknown field"),
+        ("alert with a relative program", format!("{BASE}alerts:\n  - program: bin/mail\n"), "26:14: alerts[0].program: \"bin/mail\" must be an absolute path"),
+        ("alert without program", format!("{BASE}alerts:\n  - events: [take]\n"), "@alerts[0].program: missing required field"),
+        ("alert with an unknown event", format!("{BASE}alerts:\n  - program: /usr/lib/hakeep/alerts/email\n    events: [take, failover]\n"), "27:20: alerts[0].events[1]: \"failover\" is not an event; events are: take, release"),
+        ("alert with no event", format!("{BASE}alerts:\n  - program: /usr/lib/hakeep/alerts/email\n    events: []\n"), "@alerts[0].events: lists no event"),
+        ("alert timeout out of range", format!("{BASE}alerts:\n  - program: /usr/lib/hakeep/alerts/email\n    timeout: 0\n"), "27:14: alerts[0].timeout: \"0\" is not a whole number from 1 to 600"),
+        ("alert argument with a newline", format!("{BASE}alerts:\n  - program: /usr/lib/hakeep/alerts/email\n    args: [\"a\\nb\"]\n"), "@alerts[0].args[0]: \"a\\nb\" contains a control character"),
+        ("alert program with shell metacharacters", format!("{BASE}alerts:\n  - program: \"/bin/mail;reboot\"\n"), "@alerts[0].program: \"/bin/mail;reboot\" contains ';'"),
     ];
     assert!(cases.len() >= 15);
     let mut failures = Vec::new();

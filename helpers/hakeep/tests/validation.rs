@@ -91,7 +91,11 @@ fn metrics_and_alerts_parse() {
     );
     assert_eq!(cluster.alerts[0].args, ["http://127.0.0.1:9099/hook"]);
     assert_eq!(cluster.alerts[0].timeout_secs, 10);
-    assert_eq!(cluster.alerts[1].events, config::AlertEvent::ALL, "all events by default");
+    assert_eq!(
+        cluster.alerts[1].events,
+        config::AlertEvent::ALL,
+        "all events by default"
+    );
     assert_eq!(cluster.alerts[1].timeout_secs, 30);
 }
 

@@ -13,6 +13,7 @@ pub mod ips;
 mod keepalived_watch;
 pub mod lock;
 pub mod mailbox;
+mod metrics;
 mod readiness;
 pub mod reconcile;
 pub mod records;
@@ -77,10 +78,14 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
 
     let runner: Arc<dyn Runner> = Arc::new(SystemRunner);
     let mut observers: Vec<Arc<dyn events::Observer>> = Vec::new();
-    if let Some(alerts) =
-        alerts::Alerts::start(&cluster.alerts, &cluster.name, node, runner.clone())
-            .context("starting the alert programs' runners")?
-    {
+    let alerts = alerts::Alerts::start(&cluster.alerts, &cluster.name, node, runner.clone())
+        .context("starting the alert programs' runners")?;
+    if let Some(settings) = &cluster.metrics {
+        let alerts = alerts.clone();
+        let dropped = Box::new(move || alerts.as_ref().map_or(0, |a| a.dropped()));
+        observers.push(metrics::start(settings, cluster, node, dropped)?);
+    }
+    if let Some(alerts) = alerts {
         observers.push(alerts);
     }
     let records = Arc::new(

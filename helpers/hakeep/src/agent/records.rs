@@ -183,6 +183,7 @@ impl Records {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(name.to_string(), (now, message.to_string()));
         let note = self.panic_note(name);
+        let mut picture = None;
         self.update(|s| {
             let group = s
                 .groups
@@ -208,8 +209,19 @@ impl Records {
             });
             group.problems.retain(|p| !p.starts_with(PANIC_NOTE));
             group.problems.extend(note);
+            picture = Some(group.clone());
             true
         });
+        // The metrics too: no worker will publish the group until the fresh one runs.
+        if let Some(group) = picture {
+            let live = GroupLive {
+                hold_until: Some(now + restart_in),
+                checks: Vec::new(),
+            };
+            for observer in &self.observers {
+                observer.group(name, &group, &live);
+            }
+        }
     }
 
     fn panic_note(&self, name: &str) -> Option<String> {
@@ -309,5 +321,40 @@ impl Records {
             }
             Err(e) => log::warn!("cannot serialise the state: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(String, GroupState, GroupLive)>>);
+
+    impl Observer for Seen {
+        fn group(&self, name: &str, state: &GroupState, live: &GroupLive) {
+            let mut seen = self.0.lock().unwrap();
+            seen.push((name.to_string(), state.clone(), live.clone()));
+        }
+    }
+
+    #[test]
+    fn observers_see_a_panicked_worker_s_group_as_faulted() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(Seen::default());
+        let records = Records::new(
+            "c",
+            "n",
+            &dir.path().join("state.json"),
+            &dir.path().join("actions.log"),
+        )
+        .with_observers(vec![seen.clone()]);
+        records.worker_panicked("web", "boom", Duration::from_secs(4));
+        let seen = seen.0.lock().unwrap();
+        let (name, state, live) = seen.last().expect("the observer was told");
+        assert_eq!(name, "web");
+        assert_eq!(state.fault.as_ref().map(|f| f.kind), Some(HoldKind::Fault));
+        assert!(state.problems[0].starts_with(PANIC_NOTE), "{state:?}");
+        assert!(live.hold_until.is_some());
     }
 }

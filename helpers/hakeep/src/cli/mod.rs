@@ -71,6 +71,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     return Ok(exit::PROBLEM);
                 }
             };
+            let node = match node_identity::resolve(node).and_then(|id| id.in_cluster(&cluster)) {
+                Ok(node) => node,
+                Err(err) => {
+                    eprintln!("hakeep: {err}");
+                    return Ok(exit::CANNOT_TELL);
+                }
+            };
             // Root runs what these files say: only files only root could write.
             let untrusted = crate::config::trust::untrusted(&cli.config, &cluster);
             if !untrusted.is_empty() {
@@ -82,13 +89,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
                 return Ok(exit::PROBLEM);
             }
-            let node = match node_identity::resolve(node).and_then(|id| id.in_cluster(&cluster)) {
-                Ok(node) => node,
-                Err(err) => {
-                    eprintln!("hakeep: {err}");
-                    return Ok(exit::CANNOT_TELL);
-                }
-            };
             crate::agent::run(&cluster, &node, crate::runtime::Paths::default())?;
             Ok(exit::OK)
         }

@@ -114,7 +114,8 @@ pub fn local(paths: &Paths, cluster: &str, node: &str) -> NodeStatus {
     status
 }
 
-fn group_ok(state: &GroupState) -> bool {
+/// Whether a group is as intended here (its `ok`; also `hakeep_group_healthy`).
+pub fn group_ok(state: &GroupState) -> bool {
     let failed = state.fault.as_ref().is_some_and(|f| !f.by_operator);
     state.desired == state.actual && !failed && state.failed.is_none() && state.problems.is_empty()
 }

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::keepalived::BASELINE_SCRIPT;
 use super::process::run_ok;
-use super::{Lab, GROUP, IFACE, MOUNTPOINT, VIP, VRID};
+use super::{Lab, GROUP, IFACE, METRICS_PORT, METRICS_TEXTFILE, MOUNTPOINT, VIP, VRID};
 
 /// Agent timing in the test cluster.yml (seconds).
 pub const HOLD_DOWN: u64 = 5;
@@ -73,6 +73,11 @@ impl Lab {
                 self.hakeep.display()
             ),
         };
+        let metrics = if self.metrics {
+            format!("metrics:\n  listen: \"node:{METRICS_PORT}\"\n  textfile: {METRICS_TEXTFILE}\n")
+        } else {
+            String::new()
+        };
         let checks = match &self.checks {
             None => String::new(),
             Some(c) => format!("    checks: {c}\n"),
@@ -117,6 +122,7 @@ impl Lab {
              umount_grace: {UMOUNT_GRACE}\n  service_timeout: {SERVICE_TIMEOUT}\n  \
              command_timeout: 20\n\
              {ssh}\
+             {metrics}\
              nodes:\n{nodes}\
              groups:\n{groups}",
             id = self.id,

@@ -128,6 +128,10 @@ pub const SLOW_START_MARKER: &str = "/run/hakeep-test-slow-start";
 /// http-service.sh start writes this when it begins.
 pub const START_BEGAN_MARKER: &str = "/run/hakeep-test-start-began";
 pub const HTTP_LOG: &str = "/var/log/hakeep-test-http.log";
+/// With [`LabBuilder::metrics`]: the agents' metrics port (on each node's address) and
+/// their textfile (in the node's private /run).
+pub const METRICS_PORT: u16 = 9840;
+pub const METRICS_TEXTFILE: &str = "/run/hakeep-test.prom";
 
 /// How long a whole failover (detection ~3.3 s with advert_int 1, then the take) may take
 /// before a wait gives up; generous, this is a bound, not a timing assertion.
@@ -244,6 +248,7 @@ pub struct LabBuilder {
     agent_env: Vec<(String, String, String)>,
     hold_down: u64,
     checks: Option<String>,
+    metrics: bool,
     ssh: bool,
     extra_nodes: Vec<ExtraNode>,
     advert_int: String,
@@ -290,6 +295,13 @@ impl LabBuilder {
     /// The group's `checks:`, as a YAML flow sequence, e.g. `[{ tcp: "10.213.0.100:8080" }]`.
     pub fn checks(mut self, yaml_flow: &str) -> Self {
         self.checks = Some(yaml_flow.to_string());
+        self
+    }
+
+    /// cluster.yml `metrics:`: every agent serves its metrics on its node's address, port
+    /// [`METRICS_PORT`], and keeps [`METRICS_TEXTFILE`] in its node.
+    pub fn metrics(mut self) -> Self {
+        self.metrics = true;
         self
     }
 
@@ -363,6 +375,7 @@ pub struct Lab {
     agent_env: Vec<(String, String, String)>,
     hold_down: u64,
     checks: Option<String>,
+    metrics: bool,
     pub ssh: Option<SshFiles>,
     pub extra_nodes: Vec<ExtraNode>,
     pub advert_int: String,
@@ -384,6 +397,7 @@ impl Lab {
             agent_env: Vec::new(),
             hold_down: HOLD_DOWN,
             checks: None,
+            metrics: false,
             ssh: false,
             extra_nodes: Vec::new(),
             advert_int: "1".to_string(),
@@ -450,6 +464,7 @@ impl Lab {
             agent_env: opts.agent_env.clone(),
             hold_down: opts.hold_down,
             checks: opts.checks.clone(),
+            metrics: opts.metrics,
             ssh: None,
             extra_nodes: opts.extra_nodes.clone(),
             advert_int: opts.advert_int.clone(),

@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 
 use super::agent::{ACTIONS_LOG, STATE_JSON};
 use super::process::{run_ok, run_with_timeout, text, wait_until};
-use super::{Lab, CONTENT, GROUP, HTTP_PORT, MOUNTPOINT, POLL, VIP};
+use super::{Lab, CONTENT, GROUP, HTTP_PORT, METRICS_PORT, MOUNTPOINT, POLL, VIP};
 
 /// Whether a mountinfo text has the group's mount: anything on MOUNTPOINT (or under it), or
 /// the shared device anywhere.
@@ -183,6 +183,21 @@ impl Lab {
     /// HTTP GET through the VIP from the client netns.
     pub fn http_get(&self, path: &str) -> Result<String> {
         let url = format!("http://{VIP}:{HTTP_PORT}/{}", path.trim_start_matches('/'));
+        let out = run_with_timeout(
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", self.client_ns))
+                .args(["--", "curl", "-sS", "--fail", "--max-time", "2", &url]),
+            Duration::from_secs(10),
+        )?;
+        if !out.status.success() {
+            bail!("GET {url}: {}", text(&out.stderr).trim());
+        }
+        Ok(text(&out.stdout))
+    }
+
+    /// A scrape of `name`'s metrics endpoint, from the client netns over the lab's bridge.
+    pub fn scrape(&self, name: &str) -> Result<String> {
+        let url = format!("http://{}:{METRICS_PORT}/metrics", self.node(name).address);
         let out = run_with_timeout(
             Command::new("nsenter")
                 .arg(format!("--net=/run/netns/{}", self.client_ns))

@@ -5,7 +5,7 @@
 #      helpers/hakeep/benches/failover.rs on tests/harness): real keepalived and hakeep
 #      agents in network namespaces; needs root; about 8 minutes.
 # Knobs (environment): HAKEEP_BENCH_RUNS (B1/B2 runs per configuration, default 10),
-# HAKEEP_BENCH_SCALE_RUNS (B4, default 5), HAKEEP_BENCH_ONLY (b1,b2,b4),
+# HAKEEP_BENCH_SCALE_RUNS (B4, default 5), HAKEEP_BENCH_ONLY (b1,b2,b2b,b4,b5m),
 # HAKEEP_BENCH_TIMEOUT (seconds for the failover part, default 2400).
 # The whole script is one function, read by bash before it runs: an edit of this file
 # during the run (someone else's checkout work) cannot derail it.

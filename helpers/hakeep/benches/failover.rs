@@ -15,7 +15,8 @@
 //! - B2 back to back: 10 alternating switchovers, each right after the previous one, with
 //!   the production hold_down (60 s): every outage against the first.
 //! - B4 scale: 1, 8, 32, 64, 128 groups on two nodes, time until all are active on the peer.
-//! - B5 footprint: the agent's RSS and CPU, idle and during B4.
+//! - B5 footprint: the agent's RSS and CPU, idle and during B4; and the idle cost of
+//!   metrics (served, scraped every second) and alert programs (failover/monitoring.rs).
 //!
 //! A benchmark, not a test: nothing here asserts a time. Every wait is bounded; a
 //! configuration that fails is reported and the others still run (the program fails at
@@ -33,7 +34,7 @@
 //! prints the parts.
 //!
 //! HAKEEP_BENCH_RUNS (B1, B2 runs per configuration, default 10), HAKEEP_BENCH_SCALE_RUNS
-//! (B4 runs per group count, default 5), HAKEEP_BENCH_ONLY (comma list of b1, b2, b2b, b4;
+//! (B4 runs per group count, default 5), HAKEEP_BENCH_ONLY (comma list of b1, b2, b2b, b4, b5m;
 //! default all; the report is made from whatever CSVs exist), HAKEEP_BENCH_GROUPS (B4
 //! group counts, default 1,8,32,64,128), HAKEEP_BENCH_OUT (default docs/bench of the
 //! repository).
@@ -43,6 +44,8 @@
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/harness/mod.rs"]
 mod harness;
+#[path = "failover/monitoring.rs"]
+mod monitoring;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -1491,7 +1494,18 @@ fn failover_benchmarks() {
         }
         record(finish_part("b4", scale_runs, &mut retries));
     }
-    let report = report::markdown(&out);
+    if part_selected("b5m") {
+        progress(t0, "B5 monitoring: metrics and alerts, idle");
+        let mut csv = Csv::new(monitoring::HEADER);
+        record(
+            retried("B5 monitoring", &mut retries, || monitoring::bench(t0))
+                .map(|rows| rows.into_iter().for_each(|r| csv.push(r))),
+        );
+        record(csv.write(&out.join("b5_monitoring.csv")));
+        record(finish_part("b5m", 1, &mut retries));
+    }
+    let mut report = report::markdown(&out);
+    report.push_str(&monitoring::markdown(&out));
     fs::write(out.join("failover.md"), report).expect("writing failover.md");
     progress(t0, &format!("wrote {}", out.join("failover.md").display()));
     assert!(

@@ -12,6 +12,9 @@ use super::keepalived::BASELINE_SCRIPT;
 use super::process::run_ok;
 use super::{Lab, GROUP, IFACE, METRICS_PORT, METRICS_TEXTFILE, MOUNTPOINT, VIP, VRID};
 
+/// The alert program of labs with [`alerts`](super::LabBuilder::alerts): root's, does nothing.
+pub const ALERT_PROGRAM: &str = "/bin/true";
+
 /// Agent timing in the test cluster.yml (seconds).
 pub const HOLD_DOWN: u64 = 5;
 pub const RESYNC_INTERVAL: u64 = 2;
@@ -73,6 +76,11 @@ impl Lab {
                 self.hakeep.display()
             ),
         };
+        let alerts = if self.alerts {
+            format!("alerts:\n  - program: {ALERT_PROGRAM}\n    timeout: 5\n")
+        } else {
+            String::new()
+        };
         let metrics = if self.metrics {
             format!("metrics:\n  listen: \"node:{METRICS_PORT}\"\n  textfile: {METRICS_TEXTFILE}\n")
         } else {
@@ -123,6 +131,7 @@ impl Lab {
              command_timeout: 20\n\
              {ssh}\
              {metrics}\
+             {alerts}\
              nodes:\n{nodes}\
              groups:\n{groups}",
             id = self.id,

@@ -249,6 +249,7 @@ pub struct LabBuilder {
     hold_down: u64,
     checks: Option<String>,
     metrics: bool,
+    alerts: bool,
     ssh: bool,
     extra_nodes: Vec<ExtraNode>,
     advert_int: String,
@@ -302,6 +303,14 @@ impl LabBuilder {
     /// [`METRICS_PORT`], and keeps [`METRICS_TEXTFILE`] in its node.
     pub fn metrics(mut self) -> Self {
         self.metrics = true;
+        self
+    }
+
+    /// cluster.yml `alerts:`: a program for every event ([`ALERT_PROGRAM`], which does
+    /// nothing), so that the agent runs its alert machinery.
+    #[allow(dead_code, reason = "only benches/failover.rs uses it")]
+    pub fn alerts(mut self) -> Self {
+        self.alerts = true;
         self
     }
 
@@ -376,6 +385,7 @@ pub struct Lab {
     hold_down: u64,
     checks: Option<String>,
     metrics: bool,
+    alerts: bool,
     pub ssh: Option<SshFiles>,
     pub extra_nodes: Vec<ExtraNode>,
     pub advert_int: String,
@@ -398,6 +408,7 @@ impl Lab {
             hold_down: HOLD_DOWN,
             checks: None,
             metrics: false,
+            alerts: false,
             ssh: false,
             extra_nodes: Vec::new(),
             advert_int: "1".to_string(),
@@ -465,6 +476,7 @@ impl Lab {
             hold_down: opts.hold_down,
             checks: opts.checks.clone(),
             metrics: opts.metrics,
+            alerts: opts.alerts,
             ssh: None,
             extra_nodes: opts.extra_nodes.clone(),
             advert_int: opts.advert_int.clone(),

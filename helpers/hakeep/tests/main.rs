@@ -3,8 +3,9 @@
 //! - `properties`: proptest of the FIFO lines, the control requests and cluster.yml;
 //! - `cli`, `render`, `validation`: the binary's exit codes and output, the rendered
 //!   keepalived.conf (snapshots, and keepalived's own check), cluster.yml validation;
-//! - `agent_cluster`, `agent_core`, `fail_safe`, `operator`: the real-parts tier on the lab of
-//!   [`harness`] (real keepalived and `hakeep agent` in network namespaces; root).
+//! - `agent_cluster`, `agent_core`, `doctor`, `fail_safe`, `operator`: the real-parts tier
+//!   on the lab of [`harness`] (real keepalived and `hakeep agent` in network namespaces;
+//!   root).
 //!
 //! Select a module with a filter: `cargo test --test integration agent_cluster::`.
 
@@ -13,6 +14,7 @@ mod harness;
 mod agent_cluster;
 mod agent_core;
 mod cli;
+mod doctor;
 mod fail_safe;
 mod operator;
 mod properties;

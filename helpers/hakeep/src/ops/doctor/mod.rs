@@ -8,9 +8,11 @@
 //!
 //! - `keepalived`: script-user, keepalived-conf, notify-fifo;
 //! - `peers`: peer-ssh;
-//! - `host`: units-disabled, clock, runtime-dirs (and the real [`SystemHost`]);
+//! - `host`: units-disabled, clock (and the real [`SystemHost`]);
+//! - `dirs`: runtime-dirs;
 //! - `holds`: holds and maintenance flags.
 
+mod dirs;
 mod holds;
 mod host;
 mod keepalived;
@@ -210,7 +212,7 @@ impl Doctor<'_> {
             let rest = [
                 host::units_disabled(self),
                 host::clock(self),
-                host::runtime_dirs(self),
+                dirs::runtime_dirs(self),
                 holds::holds(self),
             ];
             checks.push(peer_ssh.join().unwrap_or_else(|_| {

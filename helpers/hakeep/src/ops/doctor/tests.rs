@@ -125,7 +125,8 @@ impl Fixture {
         Fixture::with(SINGLE, "s1")
     }
 
-    fn with(yaml: &str, node: &str) -> Fixture {
+    /// A node of this cluster file.
+    pub fn with(yaml: &str, node: &str) -> Fixture {
         let cluster = config::from_str("cluster.yml", yaml).expect("a valid cluster");
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();

@@ -6,8 +6,8 @@
 //! 2), maintenance and an operator hold (warnings), and the agent killed.
 //!
 //! A protected unit enabled at boot is not covered here: the lab's nodes have no systemd
-//! (their services are resource scripts); the unit tests of ops/doctor/host.rs cover that
-//! decision with a recording runner.
+//! (their services are resource scripts). ops/doctor/host.rs covers it with a recording
+//! runner, and against a real systemd in its `real_` test (scripts/systemd-tests.sh).
 //!
 //! Needs root (skipped loudly without it), openssh-server and openssh-client, and
 //! python3-jsonschema (scripts/install-deps.sh):

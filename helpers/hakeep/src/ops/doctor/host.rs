@@ -347,7 +347,8 @@ mod tests {
     fn real_units_enabled_at_boot_fail() {
         use crate::exec::{Runner, SystemRunner};
         let unit = "hkt-doctor.service";
-        let file = format!("/etc/systemd/system/{unit}");
+        // A vendor unit, as packages install them (masking one in /etc is refused).
+        let file = format!("/usr/lib/systemd/system/{unit}");
         let sh = |argv: &[&str]| {
             SystemRunner
                 .run_ok(&Cmd::new(argv.iter().copied(), Duration::from_secs(30)))

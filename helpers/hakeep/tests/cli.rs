@@ -179,6 +179,8 @@ const NODE_COMMANDS: &[&[&str]] = &[
     &["status"],
     &["status", "--all-nodes"],
     &["check"],
+    &["doctor"],
+    &["doctor", "--json"],
     &["release", "nfs"],
     &["takeover", "nfs", "--wait", "1"],
     &["switchover", "nfs", "--to", "nfs2", "--wait", "1"],
@@ -248,6 +250,129 @@ fn without_a_name_the_short_hostname_is_used_and_named() {
     let (_dir, config) = private_example();
     let out = hakeep(&["-c", &config, "status"]);
     assert_unknown_node(&out, &["status"], &host, "the short hostname");
+}
+
+/// A node of one: `doctor` without peers to reach (the example's addresses are not the
+/// machine's to connect to), its keepalived.conf rendered, then changed by hand.
+#[test]
+fn doctor_names_a_stale_keepalived_conf_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cluster.yml");
+    std::fs::write(
+        &config,
+        "cluster: solo\nnodes:\n  s1: { address: 192.0.2.1, interface: eth0 }\n\
+         groups:\n  g:\n    vrid: 7\n    nodes: [s1]\n    volumes: [none]\n    \
+         ips: [{ address: 192.0.2.100/24 }]\n",
+    )
+    .unwrap();
+    let conf = dir.path().join("keepalived.conf");
+    let (config, conf_s) = (config.to_str().unwrap(), conf.to_str().unwrap());
+    let render = hakeep(&[
+        "-c",
+        config,
+        "render",
+        "keepalived",
+        "--node",
+        "s1",
+        "--output",
+        conf_s,
+    ]);
+    assert_eq!(render.status.code(), Some(0), "{render:?}");
+    let doctor = || {
+        let out = hakeep(&[
+            "-c",
+            config,
+            "doctor",
+            "--json",
+            "--node",
+            "s1",
+            "--keepalived-conf",
+            conf_s,
+        ]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+        (out.status.code(), json)
+    };
+    let check = |json: &serde_json::Value, id: &str| {
+        json["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no check {id}: {json}"))
+    };
+    let (_, json) = doctor();
+    let ids: Vec<&str> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, hakeep::ops::doctor::IDS);
+    assert_eq!(
+        (
+            json["schema"].as_u64(),
+            json["node"].as_str(),
+            json["node_source"].as_str()
+        ),
+        (Some(1), Some("s1"), Some("--node"))
+    );
+    let c = check(&json, "keepalived-conf");
+    assert_eq!(c["status"], "ok", "{c}");
+    assert!(c.get("fix").is_none(), "{c}");
+    assert_eq!(
+        check(&json, "peer-ssh")["message"],
+        "no other node in the cluster"
+    );
+
+    let installed = std::fs::read_to_string(&conf).unwrap();
+    let line = installed
+        .lines()
+        .position(|l| l.contains("priority 200"))
+        .unwrap()
+        + 1;
+    std::fs::write(&conf, installed.replace("priority 200", "priority 100")).unwrap();
+    let (code, json) = doctor();
+    assert_eq!(code, Some(1), "{json}");
+    let c = check(&json, "keepalived-conf");
+    assert_eq!(c["status"], "fail", "{c}");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains("is stale")
+            && message.contains(&format!("installed line {line}, rendered line {line}")),
+        "{c}"
+    );
+    assert!(
+        c["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("render keepalived --node s1 --output")),
+        "{c}"
+    );
+
+    std::fs::remove_file(&conf).unwrap();
+    let out = hakeep(&[
+        "-c",
+        config,
+        "doctor",
+        "--node",
+        "s1",
+        "--keepalived-conf",
+        conf_s,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let human = text(&out.stdout);
+    assert!(
+        human
+            .lines()
+            .any(|l| l.starts_with("FAIL  keepalived-conf  ") && l.ends_with("is missing")),
+        "{human}"
+    );
+}
+
+#[test]
+fn doctor_exits_2_when_the_cluster_file_cannot_be_read() {
+    let out = hakeep(&["-c", "/nonexistent/cluster.yml", "doctor", "--node", "s1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::runtime::VrrpState;
 
 /// state.json's node problems that this watch owns start with this.
-pub const PROBLEM_KEY: &str = "keepalived's notify FIFO is silent";
+pub const PROBLEM_KEY: &str = crate::runtime::state::FIFO_SILENT_PROBLEM;
 
 /// The resyncs after a keepalived start that get a dump. keepalived reports every
 /// instance (INIT to BACKUP or FAULT) within a second of its start, so a start followed

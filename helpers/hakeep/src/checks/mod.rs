@@ -3,6 +3,8 @@
 
 mod writable;
 
+pub(crate) use writable::random_name;
+
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 

@@ -121,7 +121,7 @@ fn is_mount_root(dir: &OwnedFd) -> rustix::io::Result<bool> {
 }
 
 /// `.hakeep-check-` and 16 random hex digits: nobody can plant a file there in advance.
-fn random_name() -> rustix::io::Result<String> {
+pub(crate) fn random_name() -> rustix::io::Result<String> {
     let mut bytes = [0u8; 8];
     rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty())?;
     Ok(format!(".hakeep-check-{:016x}", u64::from_ne_bytes(bytes)))

@@ -138,6 +138,20 @@ pub enum Command {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Check that this node can do its job (keepalived, the agent, peers, units, clock,
+    /// directories, holds), each check with a fix. Exit 0 all good (warnings allowed), 1
+    /// problems found, 2 could not run.
+    Doctor {
+        /// Machine-readable output (docs/cli.md has the schema).
+        #[arg(long)]
+        json: bool,
+        /// This node's name (else HAKEEP_NODE, /etc/hakeep/node, the short hostname).
+        #[arg(long)]
+        node: Option<String>,
+        /// The keepalived.conf keepalived reads.
+        #[arg(long, value_name = "PATH", default_value = crate::ops::doctor::KEEPALIVED_CONF)]
+        keepalived_conf: PathBuf,
+    },
     /// The forced command of the peers' SSH keys (authorized_keys `command=`): runs the
     /// request in SSH_ORIGINAL_COMMAND if it is one the operator commands send (internal).
     #[command(hide = true)]

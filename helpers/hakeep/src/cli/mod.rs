@@ -138,6 +138,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check { group, json, node } => {
             ops_cmds::check(&cli.config, node, group.as_deref(), json)
         }
+        Command::Doctor {
+            json,
+            node,
+            keepalived_conf,
+        } => ops_cmds::doctor(&cli.config, node, json, &keepalived_conf),
         Command::PeerCommand => ops_cmds::peer_command(&cli.config),
         Command::Plan { node, json } => ops_cmds::plan(&cli.config, node, json),
         Command::Completions { shell } => generated::completions(shell),

@@ -349,6 +349,57 @@ pub fn plan(config: &Path, node: Option<String>, json: bool) -> anyhow::Result<i
     Ok(exit::OK)
 }
 
+/// `doctor`: can this node do its job? Exit 2 (nothing printed on stdout) when the cluster
+/// file cannot be read or this host is not one of its nodes.
+pub fn doctor(
+    config: &Path,
+    node: Option<String>,
+    json: bool,
+    keepalived_conf: &Path,
+) -> anyhow::Result<i32> {
+    use crate::ops::doctor;
+    let cluster = load(config)?;
+    let id = node_identity::resolve(node)?;
+    let source = id.source.clone();
+    let me = id.in_cluster(&cluster)?;
+    // The agent's unit has neither --node nor HAKEEP_NODE: does it find the same name?
+    let unit_node = matches!(
+        source,
+        node_identity::Source::Flag | node_identity::Source::Env
+    )
+    .then(|| {
+        node_identity::resolve_from(
+            None,
+            None,
+            Path::new(node_identity::NODE_FILE),
+            super::short_hostname,
+        )
+        .map(|id| (id.name, id.source.to_string()))
+        .map_err(|e| e.to_string())
+    });
+    let source = source.to_string();
+    let paths = Paths::default();
+    let report = doctor::Doctor {
+        cluster: &cluster,
+        config,
+        node: &me,
+        node_source: &source,
+        unit_node,
+        paths: &paths,
+        keepalived_conf,
+        runner: &SystemRunner,
+        host: &doctor::SystemHost,
+        peers: &doctor::SshPeers,
+    }
+    .run();
+    if json {
+        print_json(&report)?;
+    } else {
+        print!("{}", doctor::render(&report, table::colour_wanted()));
+    }
+    Ok(report.exit_code())
+}
+
 /// `peer-command`: the forced command of a peer's key. Refuses (exit 1, reason on stderr)
 /// whatever is not one of the requests ops::remote sends; runs the rest as this binary
 /// with an explicit argv, so no shell ever parses what the client sent.

@@ -49,7 +49,7 @@ pub fn interfaces_named(conf: &str) -> Vec<String> {
 
 /// Runs the check from outside: re-executes `hakeep` under `unshare --net`.
 pub fn check_file(runner: &dyn Runner, file: &Path) -> Result<(), CheckError> {
-    if !user_exists(SCRIPT_USER) {
+    if !user_exists(SCRIPT_USER).unwrap_or(false) {
         return Err(CheckError::NoScriptUser);
     }
     let exe = std::env::current_exe()
@@ -129,10 +129,12 @@ fn exit_text(code: &Option<i32>) -> String {
     code.map_or("killed by a signal".to_string(), |c| format!("exit {c}"))
 }
 
-fn user_exists(name: &str) -> bool {
-    std::fs::read_to_string("/etc/passwd")
-        .map(|p| p.lines().any(|l| l.split(':').next() == Some(name)))
-        .unwrap_or(false)
+/// Whether the user exists, asked through NSS (getpwnam_r) as keepalived asks: the user
+/// may come from LDAP or sssd, not /etc/passwd. Err when the lookup itself failed.
+pub fn user_exists(name: &str) -> Result<bool, String> {
+    nix::unistd::User::from_name(name)
+        .map(|u| u.is_some())
+        .map_err(|e| format!("looking up user {name:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -143,5 +145,11 @@ mod tests {
     fn finds_interfaces_once_each() {
         let conf = "vrrp_instance a {\n interface eth1\n virtual_ipaddress {\n  10.0.0.1/24 dev eth1\n  10.0.1.1/24 dev eth2 # dev eth9\n }\n}\n";
         assert_eq!(interfaces_named(conf), vec!["eth1", "eth2"]);
+    }
+
+    #[test]
+    fn users_are_looked_up_through_nss() {
+        assert_eq!(user_exists("root"), Ok(true));
+        assert_eq!(user_exists("no-such-user-hakeep"), Ok(false));
     }
 }

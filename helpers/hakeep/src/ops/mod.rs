@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod cluster_status;
+pub mod doctor;
 pub mod maintenance;
 pub mod moves;
 pub mod peer_command;

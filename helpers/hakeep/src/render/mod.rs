@@ -5,6 +5,7 @@ mod view;
 use minijinja::Environment;
 
 use crate::config::Cluster;
+use crate::runtime::Paths;
 pub use view::KeepalivedView;
 
 const KEEPALIVED_TEMPLATE: &str = include_str!("templates/keepalived.conf.j2");
@@ -23,16 +24,28 @@ pub enum RenderError {
 
 /// keepalived.conf for `node`: identical input gives byte-identical output.
 pub fn keepalived_conf(cluster: &Cluster, node: &str) -> Result<String, RenderError> {
-    let view = KeepalivedView::new(cluster, node).ok_or_else(|| RenderError::UnknownNode {
-        node: node.to_string(),
-        cluster: cluster.name.clone(),
-        known: cluster
-            .nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })?;
+    keepalived_conf_for(cluster, node, &Paths::default())
+}
+
+/// [`keepalived_conf`] for a node whose runtime files are where `paths` has them (the
+/// notify FIFO, the track files): what `hakeep doctor` compares with when tests relocate
+/// them.
+pub fn keepalived_conf_for(
+    cluster: &Cluster,
+    node: &str,
+    paths: &Paths,
+) -> Result<String, RenderError> {
+    let view =
+        KeepalivedView::new(cluster, node, paths).ok_or_else(|| RenderError::UnknownNode {
+            node: node.to_string(),
+            cluster: cluster.name.clone(),
+            known: cluster
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
     let mut env = Environment::new();
     env.set_syntax(
         minijinja::syntax::SyntaxConfig::builder()

@@ -3,14 +3,16 @@
 use serde::Serialize;
 
 use crate::config::{Cluster, FloatingIp, Group, Node, Preempt};
-use crate::runtime::paths::{FIFO_PATH, TRACK_DIR};
+use crate::keepalived::check::SCRIPT_USER;
+use crate::runtime::Paths;
 
 #[derive(Debug, Serialize)]
 pub struct KeepalivedView {
     cluster: String,
     node: String,
     router_id: String,
-    fifo: &'static str,
+    script_user: &'static str,
+    fifo: String,
     advert_int: String,
     vrrp_version: u8,
     auth_pass: Option<String>,
@@ -34,28 +36,30 @@ struct InstanceView {
 }
 
 impl KeepalivedView {
-    /// `None` when `node` is not part of the cluster.
-    pub fn new(cluster: &Cluster, node: &str) -> Option<Self> {
+    /// `None` when `node` is not part of the cluster. The notify FIFO and the track files
+    /// are where `paths` has them (the defaults on a node; tests relocate them).
+    pub fn new(cluster: &Cluster, node: &str, paths: &Paths) -> Option<Self> {
         let me = cluster.node(node)?;
         let settings = &cluster.keepalived;
         Some(KeepalivedView {
             cluster: cluster.name.clone(),
             node: me.name.clone(),
             router_id: format!("{}-{}", cluster.name, me.name),
-            fifo: FIFO_PATH,
+            script_user: SCRIPT_USER,
+            fifo: paths.fifo.display().to_string(),
             advert_int: seconds(settings.advert_int_ms),
             vrrp_version: settings.vrrp_version,
             auth_pass: settings.auth_pass.clone(),
             instances: cluster
                 .groups_of(node)
-                .map(|g| InstanceView::new(cluster, g, me))
+                .map(|g| InstanceView::new(cluster, g, me, paths))
                 .collect(),
         })
     }
 }
 
 impl InstanceView {
-    fn new(cluster: &Cluster, group: &Group, me: &Node) -> Self {
+    fn new(cluster: &Cluster, group: &Group, me: &Node, paths: &Paths) -> Self {
         // A group of one node has no peer to unicast to; keepalived warns about an empty list.
         let unicast = cluster.keepalived.unicast && group.nodes.len() > 1;
         // keepalived takes the instance's family from the unicast addresses, else the first VIP.
@@ -82,7 +86,7 @@ impl InstanceView {
         InstanceView {
             name: group.name.clone(),
             track_name: format!("hakeep_{}", group.name),
-            track_file: format!("{TRACK_DIR}/{}", group.name),
+            track_file: paths.track_file(&group.name).display().to_string(),
             interface: me.interface.clone(),
             vrid: group.vrid,
             priority: group.priority_of(&me.name).unwrap_or(1),

@@ -13,6 +13,10 @@ use super::vrrp::VrrpState;
 /// Version of state.json; bumped only on incompatible changes.
 pub const SCHEMA: u32 = 1;
 
+/// How the node problem starts that says keepalived writes nothing to the notify FIFO
+/// (the agent raises it, `hakeep doctor` looks for it).
+pub const FIFO_SILENT_PROBLEM: &str = "keepalived's notify FIFO is silent";
+
 /// One step of a transition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Step {

@@ -121,7 +121,11 @@ pub fn markdown(out: &Path) -> String {
         "| mode | agent CPU % of one core, active / standby | RSS MiB, active / standby | threads, active / standby | scrape size KiB, slowest scrape ms |\n| --- | --- | --- | --- | --- |"
     );
     for (mode, _, _) in MODES {
-        let pick = |role: &str| csv.select(&[("mode", mode), ("role", role)]).first().cloned();
+        let pick = |role: &str| {
+            csv.select(&[("mode", mode), ("role", role)])
+                .first()
+                .cloned()
+        };
         let (Some(a), Some(b)) = (pick("active"), pick("standby")) else {
             continue;
         };

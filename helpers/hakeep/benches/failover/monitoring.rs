@@ -136,24 +136,24 @@ pub fn markdown(out: &Path) -> String {
                 col(r, "agent_rss_kb").parse::<f64>().unwrap_or(0.0) / 1024.0
             )
         };
-        let scrape = if col(&a, "scrapes") == "0" {
+        let scrape = if col(a, "scrapes") == "0" {
             "–".to_string()
         } else {
             format!(
                 "{:.1}, {}",
-                col(&a, "scrape_bytes").parse::<f64>().unwrap_or(0.0) / 1024.0,
-                col(&a, "scrape_ms_max")
+                col(a, "scrape_bytes").parse::<f64>().unwrap_or(0.0) / 1024.0,
+                col(a, "scrape_ms_max")
             )
         };
         let _ = writeln!(
             s,
             "| {mode} | {} / {} | {} / {} | {} / {} | {scrape} |",
-            col(&a, "agent_cpu_pct"),
-            col(&b, "agent_cpu_pct"),
-            mib(&a),
-            mib(&b),
-            col(&a, "agent_threads"),
-            col(&b, "agent_threads"),
+            col(a, "agent_cpu_pct"),
+            col(b, "agent_cpu_pct"),
+            mib(a),
+            mib(b),
+            col(a, "agent_threads"),
+            col(b, "agent_threads"),
         );
     }
     s

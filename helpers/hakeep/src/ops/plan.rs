@@ -107,6 +107,16 @@ fn check_packages(kind: &str) -> &'static [&'static str] {
     }
 }
 
+/// Debian packages an alert program shipped with hakeep runs (the e-mail program needs an
+/// MTA, which is the operator's choice: docs/operations.md).
+fn alert_packages(program: &std::path::Path) -> &'static [&'static str] {
+    if program == std::path::Path::new("/usr/lib/hakeep/alerts/webhook") {
+        &["curl"]
+    } else {
+        &[]
+    }
+}
+
 fn units(group: &Group) -> impl Iterator<Item = String> + '_ {
     group.services.iter().filter_map(|s| match s {
         Service::Unit(u) => Some(u.clone()),
@@ -179,6 +189,7 @@ pub fn of(cluster: &Cluster, node: &str, node_source: &str) -> Plan {
             .iter()
             .chain(volume_kinds.iter().flat_map(|k| volume_packages(k)))
             .chain(check_kinds.iter().flat_map(|k| check_packages(k)))
+            .chain(cluster.alerts.iter().flat_map(|a| alert_packages(&a.program)))
             .map(|p| p.to_string()),
     );
     Plan {
@@ -307,6 +318,16 @@ groups:
         assert_eq!(p.units, ["other.service"]);
         assert_eq!(p.packages, ["iproute2"]);
         assert!(p.mountpoints.is_empty());
+    }
+
+    #[test]
+    fn the_webhook_alert_brings_curl() {
+        let text = format!(
+            "{CLUSTER}alerts:\n  - program: /usr/lib/hakeep/alerts/webhook\n    args: [http://x]\n\
+             \x20 - program: /usr/lib/hakeep/alerts/email\n    args: [root@localhost]\n"
+        );
+        let cluster = crate::config::from_str("cluster.yml", &text).unwrap();
+        assert_eq!(of(&cluster, "c", "--node").packages, ["iproute2", "curl"]);
     }
 
     #[test]

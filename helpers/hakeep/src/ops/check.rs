@@ -4,16 +4,61 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::checks;
 use crate::config::{Cluster, Group};
 use crate::drivers::{self, Context, Observed, Timeouts, Units, HOST_MOUNTS};
 use crate::exec::Runner;
 
-#[derive(Debug, Clone, Serialize)]
+/// Version of `check --json` (docs/check.schema.json); bumped only on incompatible changes.
+pub const SCHEMA: u32 = 1;
+
+/// `hakeep check --json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckReport {
+    pub schema: u32,
+    pub cluster: String,
+    pub node: String,
+    /// Every result is ok (the exit code is 0).
+    pub ok: bool,
+    pub results: Vec<CheckResult>,
+}
+
+impl CheckReport {
+    pub fn new(cluster: &str, node: &str, results: Vec<CheckResult>) -> CheckReport {
+        CheckReport {
+            schema: SCHEMA,
+            cluster: cluster.to_string(),
+            node: node.to_string(),
+            ok: results.iter().all(|r| r.ok),
+            results,
+        }
+    }
+}
+
+/// What the group should be on this node: what its checks are judged against.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Active,
+    Standby,
+}
+
+/// A resource of the group as observed, or one of its opt-in checks.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultKind {
+    Resource,
+    Check,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CheckResult {
     pub group: String,
+    pub role: Role,
+    pub kind: ResultKind,
+    /// The resource's id (`mount:/srv/nfs`) or the check (`tcp 192.168.56.100:2049`).
     pub check: String,
     pub ok: bool,
     pub detail: String,
@@ -38,6 +83,7 @@ pub fn group(
         node,
         timeouts: &timeouts,
     };
+    let role = if active { Role::Active } else { Role::Standby };
     let mut results = Vec::new();
     for resource in drivers::resources_of(cluster, group) {
         let observed = resource.observe(&ctx);
@@ -55,6 +101,8 @@ pub fn group(
         };
         results.push(CheckResult {
             group: group.name.clone(),
+            role,
+            kind: ResultKind::Resource,
             check: resource.id(),
             ok,
             detail,
@@ -66,6 +114,8 @@ pub fn group(
             let outcome = checks::probe(runner, &check.kind, timeout, None);
             results.push(CheckResult {
                 group: group.name.clone(),
+                role,
+                kind: ResultKind::Check,
                 check: checks::describe(&check.kind),
                 ok: outcome.is_ok(),
                 detail: outcome.err().unwrap_or_else(|| "passed".into()),

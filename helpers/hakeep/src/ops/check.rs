@@ -86,19 +86,11 @@ pub fn group(
     let role = if active { Role::Active } else { Role::Standby };
     let mut results = Vec::new();
     for resource in drivers::resources_of(cluster, group) {
-        let observed = resource.observe(&ctx);
-        let (ok, detail) = match (&observed, active) {
-            (Ok(Observed::NotApplicable), _) => continue,
-            (Ok(Observed::Active), true) | (Ok(Observed::Inactive), false) => {
-                (true, format!("{observed:?}").to_lowercase())
-            }
-            (Ok(o), true) => (
-                false,
-                format!("{o:?} but the group is active here").to_lowercase(),
-            ),
-            (Ok(o), false) => (false, format!("{o:?} on a standby node").to_lowercase()),
-            (Err(e), _) => (false, e.to_string()),
-        };
+        let observed = resource.observe(&ctx).map_err(|e| e.to_string());
+        let (ok, detail) = judge(&observed, active);
+        if matches!(observed, Ok(Observed::NotApplicable)) {
+            continue;
+        }
         results.push(CheckResult {
             group: group.name.clone(),
             role,
@@ -123,4 +115,50 @@ pub fn group(
         }
     }
     results
+}
+
+/// Whether a resource observed so is as it should be on a node where its group is active
+/// (or on standby), and the result's detail: `active`, `inactive but the group is
+/// active here`, `active on a standby node`, or the error.
+fn judge(observed: &Result<Observed, String>, active: bool) -> (bool, String) {
+    let word = |o: &Observed| match o {
+        Observed::Active => "active",
+        Observed::Inactive => "inactive",
+        Observed::NotApplicable => "n/a",
+    };
+    match (observed, active) {
+        (Ok(Observed::NotApplicable), _) => (true, "n/a".into()),
+        (Ok(o @ Observed::Active), true) | (Ok(o @ Observed::Inactive), false) => {
+            (true, word(o).into())
+        }
+        (Ok(o), true) => (false, format!("{} but the group is active here", word(o))),
+        (Ok(o), false) => (false, format!("{} on a standby node", word(o))),
+        (Err(e), _) => (false, e.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_is_judged_against_the_groups_role() {
+        assert_eq!(judge(&Ok(Observed::Active), true), (true, "active".into()));
+        assert_eq!(
+            judge(&Ok(Observed::Inactive), false),
+            (true, "inactive".into())
+        );
+        assert_eq!(
+            judge(&Ok(Observed::Inactive), true),
+            (false, "inactive but the group is active here".into())
+        );
+        assert_eq!(
+            judge(&Ok(Observed::Active), false),
+            (false, "active on a standby node".into())
+        );
+        assert_eq!(
+            judge(&Err("exit 5".into()), false),
+            (false, "exit 5".into())
+        );
+    }
 }

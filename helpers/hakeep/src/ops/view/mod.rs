@@ -1,6 +1,7 @@
 //! Human output of `hakeep status`: lines fitted to the terminal, times in the local zone.
 
 pub mod cluster;
+pub mod group;
 pub mod line;
 pub mod node;
 pub mod table;

@@ -324,3 +324,23 @@ fn control_characters_in_an_error_do_not_reach_the_terminal() {
 fn a_node_without_state_says_why() {
     insta::assert_snapshot!(node::render(&unreachable("nfs3"), &view(Some(80))));
 }
+
+#[test]
+fn markers_say_what_a_group_is() {
+    use super::group::markers;
+    use super::line::Tone;
+    let mut g = healthy().groups[0].clone();
+    assert_eq!(markers(&g), ("OK".into(), Tone::Good));
+    g.state.maintenance = true;
+    assert_eq!(markers(&g), ("MAINTENANCE".into(), Tone::Warn));
+    // In maintenance with the service down: not as intended, and it says so.
+    g.ok = false;
+    g.state.actual = "partial".into();
+    assert_eq!(markers(&g), ("MAINTENANCE NOT OK".into(), Tone::Bad));
+    g.state.maintenance = false;
+    assert_eq!(markers(&g), ("NOT OK".into(), Tone::Bad));
+    // A hold or FAILED already says it.
+    let t = troubled();
+    let names: Vec<String> = t.groups.iter().map(|g| markers(g).0).collect();
+    assert_eq!(names, ["FAILED FAULT", "RELEASED", "MAINTENANCE FENCED"]);
+}

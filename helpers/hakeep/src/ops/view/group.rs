@@ -15,7 +15,7 @@ const ITEM: &str = "  ";
 /// Where their wrapped free text continues when it cannot continue under itself.
 const HANG: usize = 4;
 /// Resource ids longer than this do not widen the column for the others.
-const ID_COLUMN_MAX: usize = 48;
+const ID_COLUMN_MAX: usize = 64;
 
 /// The group's line: name, VRRP state, desired, actual, markers, last change.
 pub fn cells(g: &GroupStatus, view: &View) -> Vec<(String, Tone)> {
@@ -97,8 +97,7 @@ fn hold_marker(f: &Fault) -> (&'static str, Tone) {
 pub struct ItemColumns {
     id: usize,
     state: usize,
-    /// Longest id a line has room for.
-    id_room: Option<usize>,
+    width: Option<usize>,
 }
 
 impl ItemColumns {
@@ -122,19 +121,19 @@ impl ItemColumns {
             }
             state = state.max(s);
         }
-        let id_room = width.map(|w| w.saturating_sub(ITEM.len() + 2 + state).max(8));
-        ItemColumns {
-            id: id_room.map_or(id, |r| id.min(r)),
-            state,
-            id_room,
-        }
+        // The column leaves room for the longest state on the line.
+        let id = match width {
+            Some(w) => id.min(w.saturating_sub(ITEM.len() + 2 + state)),
+            None => id,
+        };
+        ItemColumns { id, state, width }
     }
 
     /// `  ID  STATE  `: the id padded (cut with an ellipsis when the line has no room for
-    /// it), the state in its tone, room for an error after it.
+    /// it and its state), the state in its tone, room for an error after it.
     fn head(&self, id: &str, state: &str, tone: Tone) -> Line {
-        let id = match self.id_room {
-            Some(room) => text::truncate(id, room),
+        let id = match self.width {
+            Some(w) => text::truncate(id, w.saturating_sub(ITEM.len() + 2 + state.len()).max(8)),
             None => id.to_string(),
         };
         let pad = self.id.saturating_sub(text::columns(&id));

@@ -344,3 +344,22 @@ fn markers_say_what_a_group_is() {
     let names: Vec<String> = t.groups.iter().map(|g| markers(g).0).collect();
     assert_eq!(names, ["FAILED FAULT", "RELEASED", "MAINTENANCE FENCED"]);
 }
+
+#[test]
+fn a_long_resource_id_is_cut_only_when_its_line_has_no_room() {
+    let mut s = healthy();
+    let id = "script:/var/tmp/hakeep-tests/11221/bin/http-service";
+    s.groups[0].state.resources[3].id = id.into();
+    // 2 + 51 + 2 + 6 columns.
+    let fits = node::render(&s, &view(Some(61)));
+    assert!(
+        fits.lines().any(|l| l == format!("  {id}  active")),
+        "{fits}"
+    );
+    let cut = node::render(&s, &view(Some(50)));
+    assert!(
+        cut.lines()
+            .any(|l| l.starts_with("  script:/var/tmp/") && l.ends_with("…  active")),
+        "{cut}"
+    );
+}

@@ -4,8 +4,9 @@ set -euo pipefail
 
 # openssh-server/-client: the operator tests run a real sshd in each test node (its own
 # network namespace, the node's address) and make keys with ssh-keygen; a host sshd does
-# not get in their way. python3-jsonschema: they validate `status --json` against
-# docs/status.schema.json (JSON Schema 2020-12).
+# not get in their way. python3-jsonschema: the schema tests (tier 1 `schemas`, tier 2
+# `operator`) validate `status --json` and `check --json` against docs/status.schema.json
+# and docs/check.schema.json (JSON Schema 2020-12).
 # busybox: `make bench` runs 64 light services (busybox httpd) per node.
 # The shellcheck package: `make lint` checks every shell script.
 # lintian, rpm: `make package-test` lints the .deb and lists the .rpm (rpm -qlp).

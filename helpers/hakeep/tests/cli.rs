@@ -398,3 +398,38 @@ fn completions_are_generated_for_bash_zsh_and_fish() {
         );
     }
 }
+
+/// `status` fitted to COLUMNS (even into a pipe), whole with --wide or without COLUMNS.
+#[test]
+fn status_fits_columns_unless_wide() {
+    let (_dir, config) = private_example();
+    let status = |columns: Option<&str>, wide: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hakeep"));
+        cmd.args(["-c", &config, "status", "--node", "nfs1"])
+            .env_remove("HAKEEP_CONFIG")
+            .env_remove("HAKEEP_NODE")
+            .env_remove("COLUMNS");
+        if wide {
+            cmd.arg("--wide");
+        }
+        if let Some(c) = columns {
+            cmd.env("COLUMNS", c);
+        }
+        let out = cmd.output().unwrap();
+        assert!(matches!(out.status.code(), Some(1 | 2)), "{out:?}");
+        text(&out.stdout)
+    };
+    let longest = |s: &str| s.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    let narrow = status(Some("30"), false);
+    assert!(longest(&narrow) <= 30, "{narrow}");
+    let whole = status(None, false);
+    assert!(longest(&whole) > 30, "{whole}");
+    assert!(
+        narrow.lines().count() > whole.lines().count(),
+        "{narrow}\n{whole}"
+    );
+    assert_eq!(status(Some("30"), true), whole);
+    // The same words, only broken into lines.
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(words(&narrow), words(&whole));
+}

@@ -4,12 +4,11 @@
 //! against the real agent and real keepalived of the tier-2 lab (tests/harness/mod.rs).
 //!
 //! Needs root (skipped loudly without it; a failure under CI), Debian's openssh-server
-//! (sshd) and openssh-client (ssh-keygen), and python3-jsonschema for the schema test
+//! (sshd) and openssh-client (ssh-keygen), and python3-jsonschema for the schema tests
 //! (scripts/install-deps.sh installs them). Labs are serialized by the harness's lock.
 //!
 //!     cargo test --test integration operator:: -- --nocapture
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
@@ -24,6 +23,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::harness::*;
+use crate::json_schema;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -169,85 +169,16 @@ fn holds_for(period: Duration, mut check: impl FnMut() -> Result<()>) -> Result<
 }
 
 // ---------------------------------------------------------------------------------------
-// JSON Schema validation (Debian's python3-jsonschema)
+// JSON Schema validation (Debian's python3-jsonschema, tests/json_schema.rs)
 
-const VALIDATOR: &str = r#"
-import json, sys
-from jsonschema import Draft202012Validator
-schema = json.load(open(sys.argv[1]))
-Draft202012Validator.check_schema(schema)
-validator = Draft202012Validator(schema)
-for path in sys.argv[2:]:
-    errors = list(validator.iter_errors(json.load(open(path))))
-    for e in errors:
-        print(f"{path}: at {list(e.absolute_path)}: {e.message[:300]}")
-        for sub in sorted(e.context or [], key=lambda s: len(list(s.absolute_path)))[:6]:
-            print(f"    {list(sub.absolute_path)}: {sub.message[:200]}")
-    print(f"RESULT {path} {'invalid' if errors else 'valid'}")
-"#;
-
-/// Validates each document against docs/status.schema.json; returns label → valid, with
-/// the validator's messages for the invalid ones.
-fn validate(lab: &Lab, docs: &[(&str, &Value)]) -> Result<BTreeMap<String, (bool, String)>> {
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/status.schema.json");
-    let script = lab.write_lab_file("validate-status.py", VALIDATOR)?;
-    let mut argv = vec![
-        "/usr/bin/python3".to_string(),
-        script.display().to_string(),
-        schema.display().to_string(),
-    ];
-    let mut files = BTreeMap::new();
-    for (i, (label, doc)) in docs.iter().enumerate() {
-        let path = lab.write_lab_file(
-            &format!("status-doc-{i}.json"),
-            &serde_json::to_string_pretty(doc)?,
-        )?;
-        files.insert(path.display().to_string(), label.to_string());
-        argv.push(path.display().to_string());
-    }
-    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let out = run(&refs)?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!(
-            "the validator failed ({}); is python3-jsonschema installed \
-             (scripts/install-deps.sh)? {}\n{text}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let mut results = BTreeMap::new();
-    for (path, label) in &files {
-        let valid = text.contains(&format!("RESULT {path} valid"));
-        let invalid = text.contains(&format!("RESULT {path} invalid"));
-        ensure!(valid != invalid, "no result for {label} in:\n{text}");
-        let messages: Vec<&str> = text
-            .lines()
-            .filter(|l| l.starts_with(&format!("{path}: ")))
-            .collect();
-        results.insert(label.clone(), (valid, messages.join("\n")));
-    }
-    Ok(results)
+/// Every document must validate against docs/status.schema.json.
+fn ensure_valid(docs: &[(&str, &Value)]) -> Result<()> {
+    json_schema::ensure_valid(&json_schema::schema("status.schema.json"), docs)
 }
 
-/// Every document must validate.
-fn ensure_valid(lab: &Lab, docs: &[(&str, &Value)]) -> Result<()> {
-    let results = validate(lab, docs)?;
-    let bad: Vec<String> = results
-        .iter()
-        .filter(|(_, (valid, _))| !valid)
-        .map(|(label, (_, why))| format!("{label}:\n{why}"))
-        .collect();
-    ensure!(
-        bad.is_empty(),
-        "not valid against docs/status.schema.json:\n{}",
-        bad.join("\n")
-    );
-    eprintln!(
-        "[schema] valid against docs/status.schema.json: {}",
-        results.keys().cloned().collect::<Vec<_>>().join(", ")
-    );
-    Ok(())
+/// Every document must validate against docs/check.schema.json.
+fn ensure_valid_check(docs: &[(&str, &Value)]) -> Result<()> {
+    json_schema::ensure_valid(&json_schema::schema("check.schema.json"), docs)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -799,6 +730,24 @@ fn release_takeover_and_maintenance_do_what_they_say() {
                 "check on the healthy master: {}",
                 ran.describe()
             );
+            let healthy_check = ran.json()?;
+            ensure!(
+                healthy_check["ok"] == true
+                    && healthy_check["results"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().all(|r| r["role"] == "active")),
+                "check --json on the healthy master: {healthy_check}"
+            );
+            let ran = hk(lab, "n2", &["check", "--json", "--node", "n2"])?;
+            let backup_check = ran.json()?;
+            ensure!(
+                ran.code == 0
+                    && backup_check["results"]
+                        .as_array()
+                        .is_some_and(|r| !r.is_empty() && r.iter().all(|r| r["role"] == "standby")),
+                "check --json on the healthy backup: {}",
+                ran.describe()
+            );
             let ran = hk(lab, "n2", &["check", "--node", "n2"])?;
             ensure!(
                 ran.code == 0,
@@ -869,6 +818,8 @@ fn release_takeover_and_maintenance_do_what_they_say() {
                 code == 0,
                 "a release by the operator is as intended (exit 0), got {code}: {s}"
             );
+            ensure!(g["fault"]["kind"] == "operator", "the hold's kind: {g}");
+            ensure_valid(&[("n1 released by the operator", &s)])?;
             let until = g["fault"]["hold_down_until"].as_str().and_then(epoch_ms);
             let since = g["fault"]["since"].as_str().and_then(epoch_ms);
             ensure!(
@@ -966,8 +917,8 @@ fn release_takeover_and_maintenance_do_what_they_say() {
                 human.stdout
             );
             let ran = hk(lab, "n1", &["check", GROUP, "--json", "--node", "n1"])?;
-            let failed: Vec<String> = ran
-                .json()?
+            let failing_check = ran.json()?;
+            let failed: Vec<String> = failing_check["results"]
                 .as_array()
                 .map(|a| {
                     a.iter()
@@ -977,10 +928,17 @@ fn release_takeover_and_maintenance_do_what_they_say() {
                 })
                 .unwrap_or_default();
             ensure!(
-                ran.code == 1 && failed.iter().any(|c| c.starts_with("script:")),
+                ran.code == 1
+                    && failing_check["ok"] == false
+                    && failed.iter().any(|c| c.starts_with("script:")),
                 "check with the service down: {}",
                 ran.describe()
             );
+            ensure_valid_check(&[
+                ("check on the healthy master", &healthy_check),
+                ("check on the healthy backup", &backup_check),
+                ("check with the service down", &failing_check),
+            ])?;
             let ran = hk(lab, "n1", &["release", GROUP])?;
             ensure!(
                 ran.code == 1 && ran.stderr.contains("maintenance"),
@@ -1085,6 +1043,7 @@ fn status_json_matches_the_schema_and_exit_codes_mean_what_docs_say() {
                 && g2["floating_ips"][0]["present"] == false,
             "n2's healthy status: {g2}"
         );
+        human_status_has_its_layout(lab)?;
         let all = hk(
             lab,
             "n1",
@@ -1109,11 +1068,10 @@ fn status_json_matches_the_schema_and_exit_codes_mean_what_docs_say() {
         broken["surprise"] = Value::from(1);
         let mut broken_group = healthy1.clone();
         broken_group["groups"][0]["vrrp_state"] = Value::from("PRIMARY");
-        let controls = validate(lab, &[("extra key", &broken), ("bad state", &broken_group)])?;
-        ensure!(
-            controls.values().all(|(valid, _)| !valid),
-            "the validator accepts invalid documents: {controls:?}"
-        );
+        json_schema::ensure_rejected(
+            &json_schema::schema("status.schema.json"),
+            &[("extra key", &broken), ("bad state", &broken_group)],
+        )?;
 
         // Exit 1: maintenance on, the service broken by hand; desired active ≠ actual.
         ensure!(hk(lab, "n1", &["maintenance", "on"])?.code == 0);
@@ -1159,18 +1117,78 @@ fn status_json_matches_the_schema_and_exit_codes_mean_what_docs_say() {
             all.describe()
         );
 
-        ensure_valid(
-            lab,
-            &[
-                ("n1 healthy", &healthy1),
-                ("n2 healthy", &healthy2),
-                ("--all-nodes healthy", &healthy_all),
-                ("n1 broken in maintenance", &wrong),
-                ("n1 agent dead", &dead),
-                ("--all-nodes with n1's agent dead", &dead_all),
-            ],
-        )
+        ensure_valid(&[
+            ("n1 healthy", &healthy1),
+            ("n2 healthy", &healthy2),
+            ("--all-nodes healthy", &healthy_all),
+            ("n1 broken in maintenance", &wrong),
+            ("n1 agent dead", &dead),
+            ("--all-nodes with n1's agent dead", &dead_all),
+        ])
     });
+}
+
+/// n1's human status, healthy: a line per group, under it an indented line per resource
+/// and floating IP, the last transition in a named zone; with COLUMNS=60, no line wider
+/// and nothing of it lost.
+fn human_status_has_its_layout(lab: &Lab) -> Result<()> {
+    let human = hk(lab, "n1", &["status", "--node", "n1"])?;
+    let lines: Vec<&str> = human.stdout.lines().collect();
+    let show = || format!("exit {}:\n{}", human.code, human.stdout);
+    ensure!(human.code == 0, "human status of n1: {}", show());
+    ensure!(
+        lines.iter().any(|l| l.starts_with(&format!("{GROUP} "))
+            && l.contains("MASTER")
+            && l.contains(" OK ")),
+        "no group line: {}",
+        show()
+    );
+    ensure!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("  ip:{VIP}/24 ")) && l.ends_with(" present")),
+        "no floating IP line: {}",
+        show()
+    );
+    let resources = lines
+        .iter()
+        .filter(|l| {
+            (l.starts_with("  mount:") || l.starts_with("  script:") || l.starts_with("  volume:"))
+                && (l.ends_with(" active") || l.ends_with(" n/a"))
+        })
+        .count();
+    ensure!(resources >= 3, "not a line per resource: {}", show());
+    ensure!(
+        lines.iter().any(|l| {
+            l.starts_with("  last transition: 20")
+                && l.contains(" ago) to active")
+                && l.split_whitespace().nth(4).is_some_and(|z| {
+                    z.chars()
+                        .all(|c| c.is_ascii_uppercase() || "+-0123456789".contains(c))
+                })
+        }),
+        "no last transition with a named zone: {}",
+        show()
+    );
+    let narrow = Ran::from(lab.hakeep_columns("n1", 60, &["status", "--node", "n1"])?);
+    ensure!(
+        narrow.code == 0 && narrow.stdout.lines().all(|l| l.chars().count() <= 60),
+        "COLUMNS=60: {}",
+        narrow.describe()
+    );
+    // The transition's line wrapped, its words all there (its time: the first five).
+    let words = |s: &str, n: usize| s.split_whitespace().take(n).collect::<Vec<_>>().join(" ");
+    let narrow_words = words(&narrow.stdout, usize::MAX);
+    ensure!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("  last transition: "))
+            .all(|l| narrow_words.contains(&words(l, 5))),
+        "COLUMNS=60 lost the transition: {}",
+        narrow.stdout
+    );
+    eprintln!("[status] n1, COLUMNS=60:\n{}", narrow.stdout.trim_end());
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1230,7 +1248,7 @@ fn all_nodes_over_ssh_shows_an_unreachable_node_and_refuses_a_wrong_host_key() {
             );
             eprintln!("[all_nodes] {what}: n3 {}", n3["error"]);
             if runner == "n1" {
-                ensure_valid(lab, &[("--all-nodes with n3 unreachable", &s)])?;
+                ensure_valid(&[("--all-nodes with n3 unreachable", &s)])?;
             }
         }
         // The peers were really asked over SSH: their sshd logged the client key's logins.
@@ -1278,6 +1296,36 @@ fn all_nodes_over_ssh_shows_an_unreachable_node_and_refuses_a_wrong_host_key() {
             human.code == 2 && n3_line.contains("unreachable"),
             "human --all-nodes: {}",
             human.describe()
+        );
+        // Then each node as `status` shows it there: n1 and n2 with their groups, n3 why not.
+        for (section, group_line) in [
+            ("node n1 (cluster hkt)", "MASTER"),
+            ("node n2 (cluster hkt)", "BACKUP"),
+        ] {
+            let after: Vec<&str> = human
+                .stdout
+                .lines()
+                .skip_while(|l| !l.starts_with(section))
+                .take_while(|l| !l.is_empty())
+                .collect();
+            ensure!(
+                after
+                    .iter()
+                    .any(|l| l.starts_with(&format!("{GROUP} ")) && l.contains(group_line))
+                    && after
+                        .iter()
+                        .any(|l| l.starts_with(&format!("  ip:{VIP}/24 "))),
+                "no section {section:?} with its group and floating IP: {}",
+                human.stdout
+            );
+        }
+        ensure!(
+            human
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("node n3: unreachable")),
+            "no section for n3: {}",
+            human.stdout
         );
         eprintln!("[all_nodes] human output:\n{}", human.stdout.trim_end());
 

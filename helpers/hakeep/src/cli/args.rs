@@ -58,6 +58,10 @@ pub enum Command {
         /// Every node's status (over SSH), and where each group is active.
         #[arg(long)]
         all_nodes: bool,
+        /// Every line in full, not fitted to the terminal's width or COLUMNS (no effect
+        /// with --json).
+        #[arg(long)]
+        wide: bool,
         /// This node's name (else HAKEEP_NODE, /etc/hakeep/node, the short hostname).
         #[arg(long)]
         node: Option<String>,

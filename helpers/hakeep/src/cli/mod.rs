@@ -95,8 +95,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status {
             json,
             all_nodes,
+            wide,
             node,
-        } => ops_cmds::status(&cli.config, node, json, all_nodes),
+        } => ops_cmds::status(&cli.config, node, json, all_nodes, wide),
         Command::Release {
             group,
             all,

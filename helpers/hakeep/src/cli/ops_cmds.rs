@@ -10,9 +10,8 @@ use super::node_identity;
 use crate::config::{self, Cluster};
 use crate::exec::SystemRunner;
 use crate::ops::status::{self, Verdict};
-use crate::ops::{
-    check as checks, cluster_status, maintenance as flags, moves, status_view, table,
-};
+use crate::ops::view::{self, View};
+use crate::ops::{check as checks, cluster_status, maintenance as flags, moves};
 use crate::runtime::control::ControlReply;
 use crate::runtime::Paths;
 
@@ -43,6 +42,7 @@ pub fn status(
     node: Option<String>,
     json: bool,
     all_nodes: bool,
+    wide: bool,
 ) -> anyhow::Result<i32> {
     let cluster = load(config)?;
     let me = this_node(&cluster, node)?;
@@ -52,7 +52,7 @@ pub fn status(
         if json {
             print_json(&s)?;
         } else {
-            print!("{}", cluster_status::render(&s, table::colour_wanted()));
+            print!("{}", view::cluster::render(&s, &View::for_stdout(wide)));
         }
         return Ok(code(s.verdict()));
     }
@@ -60,7 +60,7 @@ pub fn status(
     if json {
         print_json(&s)?;
     } else {
-        print!("{}", status_view::node(&s, table::colour_wanted()));
+        print!("{}", view::node::render(&s, &View::for_stdout(wide)));
     }
     Ok(code(s.verdict()))
 }
@@ -318,11 +318,11 @@ pub fn check(
             return Ok(exit::CANNOT_TELL);
         }
     }
-    let ok = results.iter().all(|r| r.ok);
+    let report = checks::CheckReport::new(&cluster.name, &me, results);
     if json {
-        print_json(&results)?;
+        print_json(&report)?;
     } else {
-        for r in &results {
+        for r in &report.results {
             println!(
                 "{} {} {}: {}",
                 if r.ok { "ok  " } else { "FAIL" },
@@ -332,7 +332,7 @@ pub fn check(
             );
         }
     }
-    Ok(if ok { exit::OK } else { exit::PROBLEM })
+    Ok(if report.ok { exit::OK } else { exit::PROBLEM })
 }
 
 pub fn plan(config: &Path, node: Option<String>, json: bool) -> anyhow::Result<i32> {
@@ -395,7 +395,10 @@ pub fn doctor(
     if json {
         print_json(&report)?;
     } else {
-        print!("{}", doctor::render(&report, table::colour_wanted()));
+        print!(
+            "{}",
+            doctor::render(&report, crate::ops::view::line::colour_wanted())
+        );
     }
     Ok(report.exit_code())
 }

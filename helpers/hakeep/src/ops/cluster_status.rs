@@ -11,7 +11,6 @@ use crate::runtime::Paths;
 
 use super::remote;
 use super::status::{self, NodeStatus, Verdict};
-use super::table::{Table, Tone};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClusterStatus {
@@ -168,54 +167,6 @@ pub fn placement(group: &str, members: &[String], nodes: &[NodeStatus]) -> Group
         unknown_on,
         alarm,
     }
-}
-
-pub fn render(status: &ClusterStatus, colour: bool) -> String {
-    let mut nodes = Table::new(&["NODE", "KEEPALIVED", "AGENT", "STATUS"]);
-    for n in &status.nodes {
-        let yes = |b: bool| {
-            if b {
-                ("running".to_string(), Tone::Good)
-            } else {
-                ("down".to_string(), Tone::Bad)
-            }
-        };
-        let verdict = match (&n.error, n.verdict()) {
-            (Some(e), _) => (e.clone(), Tone::Bad),
-            (None, Verdict::AsIntended) => ("OK".into(), Tone::Good),
-            (None, _) => ("NOT OK".into(), Tone::Bad),
-        };
-        nodes.row(vec![
-            (n.node.clone(), Tone::Plain),
-            yes(n.keepalived_running),
-            yes(n.agent_running),
-            verdict,
-        ]);
-    }
-    let mut groups = Table::new(&["GROUP", "ACTIVE ON", "ALARM"]);
-    for g in &status.groups {
-        groups.row(vec![
-            (g.name.clone(), Tone::Plain),
-            (
-                if g.active_on.is_empty() {
-                    "-".into()
-                } else {
-                    g.active_on.join(", ")
-                },
-                Tone::Plain,
-            ),
-            match &g.alarm {
-                Some(a) => (a.clone(), Tone::Bad),
-                None => ("".into(), Tone::Plain),
-            },
-        ]);
-    }
-    format!(
-        "cluster {}\n{}\n{}",
-        status.cluster,
-        nodes.render(colour),
-        groups.render(colour)
-    )
 }
 
 #[cfg(test)]

@@ -9,5 +9,4 @@ pub mod peer_command;
 pub mod plan;
 pub mod remote;
 pub mod status;
-pub mod status_view;
-pub mod table;
+pub mod view;

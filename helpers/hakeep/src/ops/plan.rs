@@ -189,7 +189,12 @@ pub fn of(cluster: &Cluster, node: &str, node_source: &str) -> Plan {
             .iter()
             .chain(volume_kinds.iter().flat_map(|k| volume_packages(k)))
             .chain(check_kinds.iter().flat_map(|k| check_packages(k)))
-            .chain(cluster.alerts.iter().flat_map(|a| alert_packages(&a.program)))
+            .chain(
+                cluster
+                    .alerts
+                    .iter()
+                    .flat_map(|a| alert_packages(&a.program)),
+            )
             .map(|p| p.to_string()),
     );
     Plan {

@@ -5,7 +5,7 @@ use std::fs;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -151,16 +151,29 @@ impl Lab {
         args: &[&str],
         timeout: Duration,
     ) -> Result<Output> {
+        run_with_timeout(&mut self.hakeep_command(name, config, args), timeout)
+    }
+
+    /// [`Lab::hakeep`] with `COLUMNS` set: the width human output is fitted to.
+    pub fn hakeep_columns(&self, name: &str, columns: usize, args: &[&str]) -> Result<Output> {
+        let mut cmd = self.hakeep_command(name, &self.config, args);
+        cmd.env("COLUMNS", columns.to_string());
+        run_with_timeout(&mut cmd, Duration::from_secs(180))
+    }
+
+    fn hakeep_command(&self, name: &str, config: &Path, args: &[&str]) -> Command {
         let mut cmd = self.nsenter(name);
         cmd.arg(&self.hakeep)
             .arg("-c")
             .arg(config)
             .args(args)
-            // Deterministic: the configured key, never a developer's ssh-agent; no colours.
+            // Deterministic: the configured key, never a developer's ssh-agent; no colours;
+            // human output whole (stdout is a pipe), whatever the developer's COLUMNS.
             .env_remove("SSH_AUTH_SOCK")
             .env("HAKEEP_NODE", name)
             .env_remove("HAKEEP_CONFIG")
+            .env_remove("COLUMNS")
             .env("NO_COLOR", "1");
-        run_with_timeout(&mut cmd, timeout)
+        cmd
     }
 }

@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::config::{Cluster, Node, SshSettings};
 use crate::exec::Runner;
 use crate::ops::remote::{KnownEntry, SessionError};
-use crate::ops::table::{paint, Tone};
+use crate::ops::view::line::{paint, Tone};
 use crate::runtime::Paths;
 
 pub use host::SystemHost;

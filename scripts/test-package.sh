@@ -65,70 +65,31 @@ version=$(dpkg-deb -f "$deb" Version)
 log "testing $deb (version $version) and $rpm"
 
 # --- the container -----------------------------------------------------------------------------
-# The container's PID 1: the child of the systemd-nspawn process whose comm is systemd.
-pid1() {
-  local np c
-  np=$(cat "$BASE/nspawn.pid" 2>/dev/null) || return 1
-  for c in $(pgrep -P "$np" 2>/dev/null); do
-    [ "$(cat "/proc/$c/comm" 2>/dev/null)" = systemd ] && { echo "$c"; return 0; }
-  done
-  return 1
-}
+# shellcheck source=scripts/lib/nspawn-boot.sh
+. "$REPO/scripts/lib/nspawn-boot.sh"
 
 # Runs "$@" in the container (all its namespaces, the network one too), with a clean
 # environment and a bound.
 inside() {
   local p
-  p=$(pid1) || { echo "test-package: the container is gone" >&2; return 1; }
+  p=$(nspawn_pid1) || { echo "test-package: the container is gone" >&2; return 1; }
   timeout "$CMD_TIMEOUT" nsenter -t "$p" -m -u -i -n -p -- \
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb \
     DEBIAN_FRONTEND=noninteractive "$@"
 }
 
-down() {
-  local np p
-  np=$(cat "$BASE/nspawn.pid" 2>/dev/null || true)
-  # A pid file of a killed earlier run may name a pid reused since: only ever our nspawn.
-  if [ -n "$np" ] && [ "$(cat "/proc/$np/comm" 2>/dev/null)" != systemd-nspawn ]; then np=; fi
-  if p=$(pid1); then nsenter -t "$p" -m -u -i -p -- systemctl poweroff >/dev/null 2>&1 || true; fi
-  for _ in $(seq 1 50); do
-    { [ -n "$np" ] && kill -0 "$np" 2>/dev/null; } || break
-    sleep 0.2
-  done
-  if [ -n "$np" ] && kill -0 "$np" 2>/dev/null; then kill -KILL "$np" 2>/dev/null || true; fi
-  for _ in $(seq 1 25); do
-    { [ -n "$np" ] && kill -0 "$np" 2>/dev/null; } || break
-    sleep 0.2
-  done
-  awk -v b="$BASE" '$5 == b || index($5, b "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r \
-    | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
-  rm -rf --one-file-system "$BASE"
-}
-
 # One run at a time: a second one waits instead of removing the first one's container.
 exec 9>"$BASE.lock"
 flock -w "$LOCK_TIMEOUT" 9 || die "another run holds $BASE.lock for more than ${LOCK_TIMEOUT}s"
-[ -e "$BASE" ] && { log "removing leftovers of an earlier run"; down; }
-trap down EXIT
+[ -e "$BASE" ] && { log "removing leftovers of an earlier run"; nspawn_down; }
+trap nspawn_down EXIT
 trap 'exit 130' INT TERM HUP
 
 rootfs=$("$REPO/scripts/nspawn-rootfs.sh" 3>&- 9>&-)
 start=$SECONDS
-mkdir -p "$BASE"/{upper,work,root,pkg}
-cp "$deb" "$BASE/pkg/hakeep.deb"
-mount -t overlay -o "lowerdir=$rootfs,upperdir=$BASE/upper,workdir=$BASE/work" "$MACHINE" "$BASE/root"
-setsid systemd-nspawn -q -D "$BASE/root" --boot --register=no --keep-unit -M "$MACHINE" \
-  --console=read-only --link-journal=no --resolv-conf=off --timezone=off --private-network \
-  --bind-ro="$BASE/pkg:/mnt/hakeep-pkg" >"$BASE/console.log" 2>&1 </dev/null 9>&- &
-echo $! >"$BASE/nspawn.pid"
-deadline=$((SECONDS + BOOT_TIMEOUT))
-until pid1 >/dev/null && inside test -S /run/systemd/private 2>/dev/null \
-  && inside systemctl is-system-running --wait >/dev/null 2>&1; do
-  # "degraded" is fine here: systemd answers.
-  if pid1 >/dev/null && [ "$(inside systemctl is-system-running 2>/dev/null)" = degraded ]; then break; fi
-  [ $SECONDS -lt $deadline ] || { tail -n 30 "$BASE/console.log" >&2; die "the container did not boot in ${BOOT_TIMEOUT}s"; }
-  sleep 0.5
-done
+mkdir -p "$BASE/hakeep-pkg"
+cp "$deb" "$BASE/hakeep-pkg/hakeep.deb"
+nspawn_boot "$rootfs" "$MACHINE" "$BASE/hakeep-pkg"
 log "container up in $((SECONDS - start)) s (systemd $(inside systemctl is-system-running 2>/dev/null || true))"
 
 # --- installed: the checks ---------------------------------------------------------------------

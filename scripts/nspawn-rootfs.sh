@@ -22,16 +22,22 @@ SUITE=bookworm
 # Bump when the customisation below changes in a way the containers would notice.
 RECIPE=4
 PACKAGES=(
-  ca-certificates curl dbus e2fsprogs exim4-daemon-light iproute2 iputils-ping keepalived less
-  logrotate man-db mariadb-client mariadb-server nginx-light openssh-server procps prometheus
-  psmisc python3 python3-apt sudo systemd systemd-sysv
+  ca-certificates corosync corosync-qdevice corosync-qnetd curl dbus e2fsprogs
+  exim4-daemon-light iproute2 iputils-ping keepalived less logrotate man-db mariadb-client
+  mariadb-server nginx-light openssh-server procps prometheus psmisc python3 python3-apt sudo
+  systemd systemd-sysv
+  # Run-time libraries of the BeeGFS daemons built by scripts/build-beegfs.sh (the
+  # containers have no apt mirror to resolve a local .deb's dependencies from).
+  libattr1 libblkid1 libcurl4 libibverbs1 libnl-3-200 libnl-route-3-200 librdmacm1 libuuid1
 )
 # Units the roles manage: installed, but not started at boot by the image (mariadb.socket
 # would start MariaDB on a standby node at the first client connection). The apt timers
 # only fail: the containers have no mirror. Prometheus (with promtool) and exim4 are for
-# the monitoring tests: Prometheus runs only where a test starts it.
+# the monitoring tests: Prometheus runs only where a test starts it. corosync and its
+# qdevice/qnetd run only where the roles configure quorum.
 DISABLED_UNITS=(keepalived.service mariadb.service mariadb.socket nginx.service
-  apt-daily.timer apt-daily-upgrade.timer prometheus.service)
+  apt-daily.timer apt-daily-upgrade.timer prometheus.service corosync.service
+  corosync-qdevice.service corosync-qnetd.service)
 
 CACHE=${HAKEEP_ROOTFS_CACHE:-${HAKEEP_CACHE:-/var/cache/hakeep}/rootfs}
 LOCK_TIMEOUT=${HAKEEP_ROOTFS_LOCK_TIMEOUT:-1800}

@@ -10,8 +10,11 @@ set -euo pipefail
 # busybox: `make bench` runs 64 light services (busybox httpd) per node.
 # The shellcheck package: `make lint` checks every shell script.
 # lintian, rpm: `make package-test` lints the .deb and lists the .rpm (rpm -qlp).
+# lib{quorum,votequorum,cmap,cpg,cfg}-dev: the agent follows quorum through corosync's
+# client libraries (the rust-corosync crate links them).
 packages=(keepalived iproute2 util-linux e2fsprogs psmisc procps iputils-ping python3 curl debootstrap systemd-container python3-venv pkg-config libssl-dev
-  openssh-server openssh-client python3-jsonschema busybox shellcheck lintian rpm)
+  openssh-server openssh-client python3-jsonschema busybox shellcheck lintian rpm
+  libquorum-dev libvotequorum-dev libcmap-dev libcpg-dev libcfg-dev libcorosync-common-dev)
 . "$(dirname "$0")/lib/apt.sh"
 mapfile -t missing < <(missing_packages "${packages[@]}")
 if [ ${#missing[@]} -gt 0 ]; then

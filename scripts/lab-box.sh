@@ -36,12 +36,14 @@ PACKAGES=(
   python3 python3-apt ca-certificates procps psmisc less logrotate e2fsprogs xfsprogs
   keepalived targetcli-fb python3-rtslib-fb open-iscsi sg3-utils
   nfs-kernel-server nfs-common
+  corosync corosync-qdevice corosync-qnetd drbd-utils
 )
 # Installed, but the roles decide what runs: hakeep starts keepalived's peers' services,
 # and nothing may serve NFS or log in to iSCSI before provisioning says so.
 # The rest cost boot time under TCG for nothing the lab uses (pNFS block layout, e2scrub,
 # man-db).
 DISABLED_UNITS=(keepalived.service nfs-server.service open-iscsi.service
+  corosync.service corosync-qdevice.service corosync-qnetd.service drbd.service
   rtslib-fb-targetctl.service apt-daily.timer apt-daily-upgrade.timer nfs-blkmap.service e2scrub_all.timer
   e2scrub_reap.service man-db.timer fstrim.timer)
 

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod corosync;
 pub mod drivers;
 pub mod exec;
 pub mod fsutil;

@@ -13,6 +13,7 @@ const EXAMPLES: &[&str] = &[
     "three-node",
     "vrrp3-fast",
     "ipv6",
+    "quorum-watchdog",
 ];
 
 fn example(name: &str) -> PathBuf {
@@ -39,6 +40,24 @@ fn snapshots() {
     for (name, text) in rendered() {
         insta::assert_snapshot!(name, text);
     }
+}
+
+/// corosync.conf of every example with `quorum:`; the others have none to render.
+#[test]
+fn corosync_snapshots() {
+    let mut rendered = 0;
+    for name in EXAMPLES {
+        let cluster = config::load(&example(name)).unwrap_or_else(|e| panic!("{e}"));
+        match render::corosync_conf(&cluster) {
+            Ok(text) => {
+                insta::assert_snapshot!(format!("{name}__corosync"), text);
+                rendered += 1;
+            }
+            Err(render::RenderError::NoQuorum(_)) => assert!(cluster.quorum.is_none()),
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+    assert!(rendered >= 1, "no example has quorum:");
 }
 
 #[test]

@@ -13,7 +13,10 @@ use hakeep::ops::check::{CheckReport, CheckResult, ResultKind, Role};
 use hakeep::ops::cluster_status::{self, ClusterStatus};
 use hakeep::ops::status::{GroupStatus, NodeStatus};
 use hakeep::runtime::holds::HoldKind;
-use hakeep::runtime::state::{Fault, GroupState, IpStatus, ResourceStatus, Step, Transition};
+use hakeep::runtime::state::{
+    Fault, GroupState, IpStatus, LinkState, QdeviceState, QuorumState, ResourceStatus, Step,
+    Transition,
+};
 use hakeep::runtime::VrrpState;
 
 use crate::json_schema::{ensure_rejected, ensure_valid, schema, unavailable};
@@ -86,6 +89,10 @@ fn group_with_everything(name: &str) -> GroupStatus {
                     error: Some("umount: target is busy".into()),
                 }],
             }),
+            fencing: Some("watchdog".into()),
+            fence_wait: Some(
+                "until 2026-12-03T17:42:30.000Z: s2 left the membership while holding it".into(),
+            ),
         },
     }
 }
@@ -111,6 +118,26 @@ fn node_with_everything(name: &str) -> NodeStatus {
         error: Some("the agent (pid 812) that wrote /run/hakeep/state.json is not running".into()),
         maintenance: true,
         problems: vec!["keepalived's notify FIFO is silent".into()],
+        quorum: Some(QuorumState {
+            quorate: false,
+            connected: true,
+            since: "2026-12-03T17:41:49.000Z".into(),
+            detail: "this node's partition (s1) lacks the votes for quorum".into(),
+            members: vec!["s1".into()],
+            quorum_votes: Some(2),
+            expected_votes: Some(3),
+            qdevice: Some(QdeviceState {
+                registered: true,
+                alive: true,
+                cast_vote: false,
+                votes: 1,
+            }),
+            links: vec![LinkState {
+                peer: "s2".into(),
+                link: 0,
+                connected: false,
+            }],
+        }),
         groups: vec![group_with_everything("nfs"), released],
     }
 }

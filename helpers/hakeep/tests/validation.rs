@@ -162,6 +162,24 @@ fn bad_inputs_name_line_column_and_field() {
         ("alert timeout out of range", format!("{BASE}alerts:\n  - program: /usr/lib/hakeep/alerts/email\n    timeout: 0\n"), "27:14: alerts[0].timeout: \"0\" is not a whole number from 1 to 600"),
         ("alert argument with a newline", format!("{BASE}alerts:\n  - program: /usr/lib/hakeep/alerts/email\n    args: [\"a\\nb\"]\n"), "@alerts[0].args[0]: \"a\\nb\" contains a control character"),
         ("alert program with shell metacharacters", format!("{BASE}alerts:\n  - program: \"/bin/mail;reboot\"\n"), "@alerts[0].program: \"/bin/mail;reboot\" contains ';'"),
+        ("watchdog fencing without quorum", format!("{BASE}    fencing: watchdog\n"), "@groups.nfs.fencing: watchdog fencing needs `quorum:`"),
+        ("storage fencing without a fencing volume", format!("{BASE}  web:\n    vrid: 52\n    nodes: [nfs2]\n    ips: [192.168.56.101/24]\n    fencing: storage\n"), "@groups.web.fencing: group \"web\" has no volume that can fence"),
+        ("fencing not a mode", format!("{BASE}    fencing: sbd\n"), "25:14: groups.nfs.fencing: \"sbd\" is not storage, watchdog or none"),
+        ("watchdog fencing in two_node quorum", format!("{BASE}    fencing: watchdog\nquorum: {{}}\n"), "@groups.nfs.fencing: group \"nfs\" is fenced by the watchdog, but a two-node cluster without quorum.qdevice"),
+        ("default watchdog fencing in two_node quorum", format!("{BASE}  web:\n    vrid: 52\n    nodes: [nfs2]\n    ips: [192.168.56.101/24]\nquorum: {{}}\n"), "@groups.web.fencing: group \"web\" is fenced by the watchdog"),
+        ("quorum link without a node", format!("{BASE}quorum:\n  links:\n    - {{ nfs1: 192.168.57.11 }}\n"), "@quorum.links[0]: has no address for node \"nfs2\""),
+        ("quorum link with an unknown node", format!("{BASE}quorum:\n  links:\n    - {{ nfs1: 192.168.57.11, nfs2: 192.168.57.12, nfs3: 192.168.57.13 }}\n"), "@quorum.links[0].nfs3: \"nfs3\" is not a node of `nodes:`"),
+        ("quorum link address twice", format!("{BASE}quorum:\n  links:\n    - {{ nfs1: 192.168.57.11, nfs2: 192.168.57.11 }}\n"), "@quorum.links[0].nfs2: 192.168.57.11 is already \"nfs1\"'s address"),
+        ("quorum link not an address", format!("{BASE}quorum:\n  links:\n    - {{ nfs1: 192.168.57.11, nfs2: nfs2.example }}\n"), "@quorum.links[0].nfs2: \"nfs2.example\""),
+        ("nine quorum links", format!("{BASE}quorum:\n  links: [{}]\n", ["{ nfs1: 192.168.57.11, nfs2: 192.168.57.12 }"; 9].join(", ")), "@quorum.links: lists 9 links; corosync's knet takes 1 to 8"),
+        ("qdevice on a node", format!("{BASE}quorum:\n  qdevice: {{ host: 192.168.56.11 }}\n"), "@quorum.qdevice.host: 192.168.56.11 is node \"nfs1\": the arbitrator must be a third machine"),
+        ("qdevice algorithm", format!("{BASE}quorum:\n  qdevice: {{ host: 192.168.56.10, algorithm: 2nodelms }}\n"), "@quorum.qdevice.algorithm: \"2nodelms\" is not ffsplit or lms"),
+        ("qdevice tie breaker not a node", format!("{BASE}quorum:\n  qdevice: {{ host: 192.168.56.10, tie_breaker: nfs9 }}\n"), "@quorum.qdevice.tie_breaker: \"nfs9\" is not lowest, highest or a node"),
+        ("qdevice host not a name", format!("{BASE}quorum:\n  qdevice: {{ host: \"qnetd host\" }}\n"), "@quorum.qdevice.host: \"qnetd host\" is neither an IP address nor a host name"),
+        ("quorum release timeout", format!("{BASE}quorum:\n  release_timeout: 1\n"), "26:20: quorum.release_timeout: \"1\" is not a whole number from 5 to 3600"),
+        ("quorum unknown field", format!("{BASE}quorum:\n  expected_votes: 3\n"), "26:3: quorum.expected_votes: unknown field"),
+        ("watchdog device outside /dev", format!("{BASE}watchdog:\n  device: /tmp/wd\n"), "26:11: watchdog.device: /tmp/wd is not a device under /dev"),
+        ("watchdog timeout", format!("{BASE}watchdog:\n  timeout: 1\n"), "26:12: watchdog.timeout: \"1\" is not a whole number from 2 to 300"),
     ];
     assert!(cases.len() >= 15);
     let mut failures = Vec::new();
@@ -179,6 +197,56 @@ fn bad_inputs_name_line_column_and_field() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `quorum:`, `watchdog:` and the fencing each group gets when its file says nothing.
+#[test]
+fn quorum_and_fencing_defaults() {
+    let text = format!(
+        "{BASE}  web:\n    vrid: 52\n    nodes: [nfs2, nfs1]\n    ips: [192.168.56.101/24]\n\
+         quorum:\n  links:\n    - {{ nfs2: 10.0.0.12, nfs1: 10.0.0.11 }}\n    - {{ nfs1: 10.1.0.11, nfs2: 10.1.0.12 }}\n\
+         \x20 qdevice: {{ host: qnetd.example, tie_breaker: nfs2 }}\n  token: 1000\n\
+         watchdog: {{ timeout: 20 }}\n"
+    );
+    let cluster = config::from_str("cluster.yml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let quorum = cluster.quorum.as_ref().expect("quorum");
+    // In `nodes:` order, whatever the order in the file.
+    let links: Vec<Vec<String>> = quorum
+        .links
+        .iter()
+        .map(|l| l.iter().map(|a| a.to_string()).collect())
+        .collect();
+    assert_eq!(
+        links,
+        [["10.0.0.11", "10.0.0.12"], ["10.1.0.11", "10.1.0.12"]]
+    );
+    let qdevice = quorum.qdevice.as_ref().expect("qdevice");
+    assert_eq!(qdevice.host, "qnetd.example");
+    assert_eq!(qdevice.port, 5403);
+    assert_eq!(qdevice.tie_breaker, config::TieBreaker::Node("nfs2".into()));
+    assert_eq!(quorum.token_ms, 1000);
+    assert_eq!(quorum.release_timeout_secs, 30);
+    assert_eq!(cluster.watchdog.timeout_secs, 20);
+    assert_eq!(
+        cluster.watchdog.device,
+        std::path::Path::new("/dev/watchdog")
+    );
+    let fencing = |g: &str| cluster.group(g).unwrap().fencing;
+    assert_eq!(fencing("nfs"), config::Fencing::Storage);
+    assert_eq!(fencing("web"), config::Fencing::Watchdog);
+    assert_eq!(cluster.corosync_nodeid("nfs2"), Some(2));
+
+    let without = config::from_str(
+        "cluster.yml",
+        &format!("{BASE}  web:\n    vrid: 52\n    nodes: [nfs2]\n    ips: [192.168.56.101/24]\n"),
+    )
+    .unwrap();
+    assert!(without.quorum.is_none());
+    assert_eq!(without.group("web").unwrap().fencing, config::Fencing::None);
+    assert_eq!(
+        without.group("nfs").unwrap().fencing,
+        config::Fencing::Storage
+    );
 }
 
 /// A byte order mark at the start is allowed (YAML allows it; some editors write one).

@@ -21,6 +21,27 @@ pub struct Input {
     /// from systemd or the kernel before the agent's first resync must not make the
     /// worker act on the defaults (keepalived "not running" would release the group).
     pub known: bool,
+    /// Whether quorum lets this node serve.
+    pub quorum: QuorumGate,
+}
+
+/// What quorum allows this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuorumGate {
+    /// The cluster has no `quorum:`: keepalived alone decides.
+    NotConfigured,
+    /// The agent has not heard from corosync yet: the worker waits (an agent restart
+    /// must not release a group before it knows).
+    Pending,
+    Quorate,
+    /// Not quorate (or corosync unreachable), and why: the node holds no group.
+    Lost(String),
+}
+
+impl QuorumGate {
+    pub fn allows_serving(&self) -> bool {
+        matches!(self, QuorumGate::NotConfigured | QuorumGate::Quorate)
+    }
 }
 
 /// An operator's request for this group, with where to send the answer.
@@ -54,6 +75,7 @@ impl Mailbox {
                 trigger: "agent start".into(),
                 seq: 0,
                 known: false,
+                quorum: QuorumGate::NotConfigured,
             }),
             requests: Mutex::new(Vec::new()),
             changed: Condvar::new(),
@@ -96,6 +118,18 @@ impl Mailbox {
         input.trigger = trigger.to_string();
         input.seq += 1;
         input.known = true;
+        self.changed.notify_all();
+    }
+
+    /// Quorum changed (or its first reading arrived); wakes the worker when it matters.
+    pub fn set_quorum(&self, gate: QuorumGate, trigger: &str) {
+        let mut input = self.input();
+        if input.quorum == gate {
+            return;
+        }
+        input.quorum = gate;
+        input.trigger = trigger.to_string();
+        input.seq += 1;
         self.changed.notify_all();
     }
 

@@ -14,6 +14,7 @@ mod keepalived_watch;
 pub mod lock;
 pub mod mailbox;
 mod metrics;
+mod quorum;
 mod readiness;
 pub mod reconcile;
 pub mod records;
@@ -131,6 +132,9 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         paths: paths.clone(),
         records: records.clone(),
     });
+    if cluster.quorum.is_some() {
+        follow_quorum(cluster, node, &mailboxes, &records)?;
+    }
     for group in &groups {
         let mailbox = mailboxes[&group.name].clone();
         let (cluster, group, node, env) = (
@@ -283,6 +287,62 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         }
         readiness.tick(&records.summary());
     }
+}
+
+/// Starts following corosync's quorum: every worker waits for the first answer, then
+/// holds nothing while the node is not quorate.
+fn follow_quorum(
+    cluster: &Cluster,
+    node: &str,
+    mailboxes: &Arc<HashMap<String, Arc<Mailbox>>>,
+    records: &Arc<records::Records>,
+) -> anyhow::Result<()> {
+    for mailbox in mailboxes.values() {
+        mailbox.set_quorum(mailbox::QuorumGate::Pending, "agent start");
+    }
+    let follower = quorum::Follower::new(cluster, node);
+    let (mailboxes, records) = (mailboxes.clone(), records.clone());
+    std::thread::Builder::new()
+        .name("quorum".into())
+        .spawn(move || {
+            let mut last: Option<bool> = None;
+            follower
+                .run(|state| {
+                    records.set_quorum(state.clone());
+                    let (gate, trigger) = if state.quorate {
+                        (mailbox::QuorumGate::Quorate, "quorum regained")
+                    } else {
+                        (
+                            mailbox::QuorumGate::Lost(state.detail.clone()),
+                            "quorum lost",
+                        )
+                    };
+                    for mailbox in mailboxes.values() {
+                        mailbox.set_quorum(gate.clone(), trigger);
+                    }
+                    // The first reading is no event: quorum did not change.
+                    if last.is_some_and(|q| q != state.quorate) {
+                        let (result, detail) = if state.quorate {
+                            (
+                                "ok",
+                                format!("quorate; members: {}", state.members.join(", ")),
+                            )
+                        } else {
+                            ("lost", state.detail.clone())
+                        };
+                        records.event(events::Event::new(
+                            crate::config::AlertEvent::Quorum,
+                            None,
+                            result,
+                            detail,
+                        ));
+                    }
+                    last = Some(state.quorate);
+                })
+                .unwrap_or_else(|e| log::error!("cannot follow quorum: {e}"))
+        })
+        .context("starting the quorum follower")?;
+    Ok(())
 }
 
 /// The observed tables, re-read from their sources now and then in case a notification

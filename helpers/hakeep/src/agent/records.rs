@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::fsutil::write_atomic;
 use crate::runtime::holds::HoldKind;
-use crate::runtime::state::{timestamp, AgentState, Fault, GroupState, Step, SCHEMA};
+use crate::runtime::state::{timestamp, AgentState, Fault, GroupState, QuorumState, Step, SCHEMA};
 use crate::runtime::VrrpState;
 
 use super::events::{Event, GroupLive, Observer};
@@ -50,6 +50,7 @@ impl Records {
                 updated: timestamp(SystemTime::now()),
                 keepalived_running: false,
                 problems: Vec::new(),
+                quorum: None,
                 groups: BTreeMap::new(),
             }),
             panics: Mutex::new(HashMap::new()),
@@ -199,6 +200,8 @@ impl Records {
                     floating_ips: Vec::new(),
                     problems: Vec::new(),
                     last_transition: None,
+                    fencing: None,
+                    fence_wait: None,
                 });
             group.fault = Some(Fault {
                 reason: format!("the group's worker panicked: {message}; restarting it"),
@@ -273,6 +276,15 @@ impl Records {
             s.problems.retain(|p| !p.starts_with(key));
             s.problems.extend(problem);
             s.problems != before
+        });
+    }
+
+    /// The node's quorum as last read from corosync.
+    pub fn set_quorum(&self, quorum: QuorumState) {
+        self.update(|s| {
+            let changed = s.quorum.as_ref() != Some(&quorum);
+            s.quorum = Some(quorum);
+            changed
         });
     }
 

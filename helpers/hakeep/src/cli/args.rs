@@ -199,6 +199,15 @@ pub enum RenderWhat {
         #[arg(long, requires = "output")]
         verify: bool,
     },
+    /// corosync.conf of the cluster (`quorum:`), the same on every node.
+    Corosync {
+        /// Write here atomically (mode 0640) instead of stdout; prints `changed` or `unchanged`.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// With --output: `corosync -t` must accept the new file before it replaces the old.
+        #[arg(long, requires = "output")]
+        verify: bool,
+    },
 }
 
 #[cfg(test)]

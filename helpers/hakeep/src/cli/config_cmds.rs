@@ -61,13 +61,45 @@ pub fn render_keepalived(
         }
         Err(err) => return Err(err.into()),
     };
+    emit(&text, output, verify, "keepalived", |file| {
+        check::check_file(&SystemRunner, file).map_err(|e| e.to_string())
+    })
+}
+
+pub fn render_corosync(path: &Path, output: Option<&Path>, verify: bool) -> anyhow::Result<i32> {
+    let cluster = match config::load(path) {
+        Ok(c) => c,
+        Err(err) => return Ok(report_config_error(&err)),
+    };
+    let text = match render::corosync_conf(&cluster) {
+        Ok(t) => t,
+        Err(err @ render::RenderError::NoQuorum(_)) => {
+            eprintln!("hakeep: {err}");
+            return Ok(exit::PROBLEM);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    emit(&text, output, verify, "corosync", |file| {
+        crate::corosync::check_file(&SystemRunner, file)
+    })
+}
+
+/// Prints `text`, or writes it to `output` atomically; with `verify`, `check` must accept
+/// a candidate copy beside `output` first, or nothing is replaced.
+fn emit(
+    text: &str,
+    output: Option<&Path>,
+    verify: bool,
+    candidate_name: &str,
+    check: impl Fn(&Path) -> Result<(), String>,
+) -> anyhow::Result<i32> {
     let Some(output) = output else {
         print!("{text}");
         return Ok(exit::OK);
     };
     if verify {
         let candidate = tempfile::Builder::new()
-            .prefix(".keepalived-candidate")
+            .prefix(&format!(".{candidate_name}-candidate"))
             .tempfile_in(
                 output
                     .parent()
@@ -75,8 +107,8 @@ pub fn render_keepalived(
                     .unwrap_or(Path::new(".")),
             )
             .context("creating a candidate file to check")?;
-        std::fs::write(candidate.path(), &text).context("writing the candidate file")?;
-        if let Err(err) = check::check_file(&SystemRunner, candidate.path()) {
+        std::fs::write(candidate.path(), text).context("writing the candidate file")?;
+        if let Err(err) = check(candidate.path()) {
             eprintln!("hakeep: {} not replaced: {err}", output.display());
             return Ok(exit::PROBLEM);
         }

@@ -56,6 +56,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 output,
                 verify,
             } => config_cmds::render_keepalived(&cli.config, &node, output.as_deref(), verify),
+            args::RenderWhat::Corosync { output, verify } => {
+                config_cmds::render_corosync(&cli.config, output.as_deref(), verify)
+            }
         },
         Command::KeepalivedCheck {
             file,

@@ -4,6 +4,7 @@ mod diagnostic;
 mod model;
 mod monitoring;
 mod parse;
+mod quorum;
 mod reader;
 mod scan;
 pub mod syntax;
@@ -16,6 +17,7 @@ use marked_yaml::{LoadError, LoaderOptions};
 
 pub use diagnostic::{ConfigError, Diagnostic, Pos};
 pub use model::*;
+pub use quorum::two_node_quorum;
 
 /// Default location of the cluster file on a node.
 pub const DEFAULT_PATH: &str = "/etc/hakeep/cluster.yml";

@@ -20,6 +20,10 @@ pub struct Cluster {
     pub metrics: Option<MetricsSettings>,
     /// Programs the agent runs on events (Pacemaker-style alert agents).
     pub alerts: Vec<Alert>,
+    /// Quorum from corosync votequorum; `None`: keepalived alone decides (no quorum).
+    pub quorum: Option<QuorumSettings>,
+    /// The watchdog device that self-fences a node holding a `fencing: watchdog` group.
+    pub watchdog: WatchdogSettings,
     pub nodes: Vec<Node>,
     pub groups: Vec<Group>,
 }
@@ -79,12 +83,14 @@ pub enum AlertEvent {
     Restart,
     /// keepalived stopped (HAKEEP_RESULT down) or runs again (up).
     Keepalived,
+    /// The node lost quorum (HAKEEP_RESULT lost) or has it again (ok).
+    Quorum,
     /// The agent started on this node.
     Agent,
 }
 
 impl AlertEvent {
-    pub const ALL: [AlertEvent; 8] = [
+    pub const ALL: [AlertEvent; 9] = [
         AlertEvent::Take,
         AlertEvent::Release,
         AlertEvent::Fault,
@@ -92,6 +98,7 @@ impl AlertEvent {
         AlertEvent::Failed,
         AlertEvent::Restart,
         AlertEvent::Keepalived,
+        AlertEvent::Quorum,
         AlertEvent::Agent,
     ];
 
@@ -104,12 +111,105 @@ impl AlertEvent {
             AlertEvent::Failed => "failed",
             AlertEvent::Restart => "restart",
             AlertEvent::Keepalived => "keepalived",
+            AlertEvent::Quorum => "quorum",
             AlertEvent::Agent => "agent",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|e| e.as_str() == text)
+    }
+}
+
+/// `quorum:`: hakeep runs corosync (votequorum over knet) on every node; a node without
+/// quorum holds no group (docs/fencing.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumSettings {
+    /// knet links in order (link 0 first), each with every node's address on it, in the
+    /// order of `nodes:`. Default: one link, each node's own `address`.
+    pub links: Vec<Vec<IpAddr>>,
+    /// corosync-qdevice's arbitrator (corosync-qnetd on a third machine).
+    pub qdevice: Option<Qdevice>,
+    /// corosync's totem token timeout in milliseconds: how long a silent node takes to
+    /// leave the membership.
+    pub token_ms: u32,
+    /// How long a node that lost quorum has to release every group before its watchdog
+    /// resets it, in seconds.
+    pub release_timeout_secs: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qdevice {
+    /// corosync-qnetd's host (an address or a name the nodes resolve).
+    pub host: String,
+    pub port: u16,
+    pub algorithm: QdeviceAlgorithm,
+    pub tie_breaker: TieBreaker,
+}
+
+/// corosync-qdevice's net algorithms (corosync-qdevice(8)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QdeviceAlgorithm {
+    /// fifty-fifty split: qnetd's vote goes to one half of an even split.
+    Ffsplit,
+    /// last man standing: the partition qnetd sees keeps quorum, even a single node.
+    Lms,
+}
+
+impl QdeviceAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QdeviceAlgorithm::Ffsplit => "ffsplit",
+            QdeviceAlgorithm::Lms => "lms",
+        }
+    }
+}
+
+/// Which half of an even split qnetd favours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TieBreaker {
+    Lowest,
+    Highest,
+    /// The half that holds this node.
+    Node(String),
+}
+
+/// `watchdog:`: the device the agent keeps armed while it holds a `fencing: watchdog` group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchdogSettings {
+    pub device: PathBuf,
+    /// Seconds without a pet before the device resets the node.
+    pub timeout_secs: u32,
+}
+
+impl Default for WatchdogSettings {
+    fn default() -> Self {
+        WatchdogSettings {
+            device: PathBuf::from("/dev/watchdog"),
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// How a group is kept from being served on two nodes when they cannot see each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fencing {
+    /// The volume refuses the loser (SCSI-3 persistent reservations, NVMesh).
+    Storage,
+    /// A node without quorum releases, or its watchdog resets it; a taker that cannot see
+    /// the old holder waits until it must have done one or the other.
+    Watchdog,
+    /// Nothing: a partition may leave the group served on both sides.
+    None,
+}
+
+impl Fencing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fencing::Storage => "storage",
+            Fencing::Watchdog => "watchdog",
+            Fencing::None => "none",
+        }
     }
 }
 
@@ -216,6 +316,9 @@ pub struct Group {
     pub ips: Vec<FloatingIp>,
     pub services: Vec<Service>,
     pub checks: Vec<Check>,
+    /// Resolved: `storage` when a volume can fence, else `watchdog` when quorum is on,
+    /// else `none`, unless the file says otherwise.
+    pub fencing: Fencing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +336,13 @@ pub enum Volume {
     None,
     Iscsi(IscsiVolume),
     Nvmesh(NvmeshVolume),
+}
+
+impl Volume {
+    /// Whether the storage itself refuses a node that lost the volume to a peer.
+    pub fn fences(&self) -> bool {
+        matches!(self, Volume::Iscsi(_) | Volume::Nvmesh(_))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,6 +431,17 @@ impl Cluster {
 
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// The node's corosync node id: its place in `nodes:`, from 1.
+    pub fn corosync_nodeid(&self, name: &str) -> Option<u32> {
+        let index = self.nodes.iter().position(|n| n.name == name)?;
+        u32::try_from(index + 1).ok()
+    }
+
+    /// Whether some group of `node` is fenced by the watchdog.
+    pub fn watchdog_fenced_on(&self, node: &str) -> bool {
+        self.groups_of(node).any(|g| g.fencing == Fencing::Watchdog)
     }
 
     /// Groups this node takes part in, in file order.

@@ -7,6 +7,7 @@ use marked_yaml::Node;
 use super::diagnostic::quoted;
 use super::model::*;
 use super::monitoring;
+use super::quorum;
 use super::reader::{pos_of, FieldPath, Reader};
 use super::syntax;
 
@@ -22,6 +23,8 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
         ssh: SshSettings::default(),
         metrics: None,
         alerts: Vec::new(),
+        quorum: None,
+        watchdog: WatchdogSettings::default(),
         nodes: Vec::new(),
         groups: Vec::new(),
     };
@@ -38,6 +41,8 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
             "ssh",
             "metrics",
             "alerts",
+            "quorum",
+            "watchdog",
             "nodes",
             "groups",
         ],
@@ -60,11 +65,24 @@ pub fn cluster(r: &mut Reader, root: &Node) -> Cluster {
         cluster.metrics = monitoring::metrics(r, node, &path.key("metrics"));
     }
     cluster.alerts = list(r, map, &path, "alerts", monitoring::alert);
+    let quorum = map
+        .get_node("quorum")
+        .and_then(|n| quorum::quorum(r, n, &path.key("quorum")));
+    if let Some(node) = map.get_node("watchdog") {
+        cluster.watchdog = quorum::watchdog(r, node, &path.key("watchdog"));
+    }
     if let Some(node) = r.required(map, &path, "nodes") {
         cluster.nodes = named_entries(r, node, &path.key("nodes"), node_entry);
     }
+    let quorum_on = map.get_node("quorum").is_some();
     if let Some(node) = r.required(map, &path, "groups") {
-        cluster.groups = named_entries(r, node, &path.key("groups"), group);
+        cluster.groups = named_entries(r, node, &path.key("groups"), |r, name, n, p| {
+            group(r, name, n, p, quorum_on)
+        });
+    }
+    if let Some((mut settings, raw_links)) = quorum {
+        quorum::resolve_links(r, &mut settings, &raw_links, &cluster.nodes);
+        cluster.quorum = Some(settings);
     }
     cluster
 }
@@ -232,7 +250,13 @@ fn node_entry(r: &mut Reader, name: String, node: &Node, path: &FieldPath) -> Op
 
 type Node_ = super::model::Node;
 
-fn group(r: &mut Reader, name: String, node: &Node, path: &FieldPath) -> Option<Group> {
+fn group(
+    r: &mut Reader,
+    name: String,
+    node: &Node,
+    path: &FieldPath,
+    quorum_on: bool,
+) -> Option<Group> {
     let map = r.mapping(node, path)?;
     r.reject_unknown_keys(
         map,
@@ -246,6 +270,7 @@ fn group(r: &mut Reader, name: String, node: &Node, path: &FieldPath) -> Option<
             "ips",
             "services",
             "checks",
+            "fencing",
         ],
     );
     let vrid = r
@@ -264,6 +289,10 @@ fn group(r: &mut Reader, name: String, node: &Node, path: &FieldPath) -> Option<
     let ips = list(r, map, path, "ips", floating_ip);
     let services = list(r, map, path, "services", service);
     let checks = list(r, map, path, "checks", check);
+    let fencing = map
+        .get_node("fencing")
+        .and_then(|n| quorum::fencing(r, n, &path.key("fencing")))
+        .unwrap_or_else(|| quorum::default_fencing(&volumes, quorum_on));
     // A bad vrid is already reported; keep the group so its other fields are checked too.
     Some(Group {
         name,
@@ -275,6 +304,7 @@ fn group(r: &mut Reader, name: String, node: &Node, path: &FieldPath) -> Option<
         ips,
         services,
         checks,
+        fencing,
     })
 }
 

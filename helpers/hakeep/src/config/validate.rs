@@ -17,6 +17,7 @@ pub fn cluster(r: &mut Reader, cluster: &Cluster) {
         group_nodes(r, cluster, group);
         instance_family(r, cluster, group);
     }
+    super::quorum::validate(r, cluster, &mut report);
     if cluster.keepalived.vrrp_version == 3 && cluster.keepalived.auth_pass.is_some() {
         report(
             r,

@@ -60,6 +60,7 @@ pub fn node_status(
         return status::local(paths, &cluster.name, me);
     }
     let unreachable = |error: String| NodeStatus {
+        quorum: None,
         schema: status::SCHEMA,
         node: node.to_string(),
         cluster: cluster.name.clone(),
@@ -106,6 +107,7 @@ pub fn gather(cluster: &Cluster, config: &Path, me: &str, paths: &Paths) -> Clus
             .zip(&cluster.nodes)
             .map(|(h, n)| {
                 h.join().unwrap_or_else(|_| NodeStatus {
+                    quorum: None,
                     schema: status::SCHEMA,
                     node: n.name.clone(),
                     cluster: cluster.name.clone(),
@@ -177,6 +179,7 @@ mod tests {
 
     fn node(name: &str, active: &[&str], error: bool) -> NodeStatus {
         NodeStatus {
+            quorum: None,
             schema: 1,
             node: name.into(),
             cluster: "c".into(),
@@ -206,6 +209,8 @@ mod tests {
                         floating_ips: Vec::new(),
                         problems: Vec::new(),
                         last_transition: None,
+                        fencing: None,
+                        fence_wait: None,
                     },
                 })
                 .collect(),

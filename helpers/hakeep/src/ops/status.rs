@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::keepalived::state as keepalived_state;
-use crate::runtime::state::{self as agent_state, GroupState};
+use crate::runtime::state::{self as agent_state, GroupState, QuorumState};
 use crate::runtime::Paths;
 
 /// Version of the JSON below; bumped only on incompatible changes.
@@ -27,6 +27,9 @@ pub struct NodeStatus {
     /// What is wrong with the node rather than a group (from the agent's state.json).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// corosync's quorum on this node; absent without `quorum:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumState>,
     pub groups: Vec<GroupStatus>,
 }
 
@@ -54,6 +57,7 @@ impl NodeStatus {
         }
         if !self.keepalived_running
             || !self.problems.is_empty()
+            || self.quorum.as_ref().is_some_and(|q| !q.quorate)
             || self.groups.iter().any(|g| !g.ok)
         {
             return Verdict::SomethingWrong;
@@ -81,6 +85,7 @@ pub fn local(paths: &Paths, cluster: &str, node: &str) -> NodeStatus {
         error: None,
         maintenance,
         problems: Vec::new(),
+        quorum: None,
         groups: Vec::new(),
     };
     let state = match agent_state::read(&paths.state_json) {
@@ -102,6 +107,7 @@ pub fn local(paths: &Paths, cluster: &str, node: &str) -> NodeStatus {
         ));
     }
     status.problems = state.problems;
+    status.quorum = state.quorum;
     status.groups = state
         .groups
         .into_iter()

@@ -1,5 +1,6 @@
-//! Derives each node's keepalived.conf from the cluster model.
+//! Derives each node's keepalived.conf, and the cluster's corosync.conf, from the model.
 
+mod corosync;
 mod view;
 
 use minijinja::Environment;
@@ -9,6 +10,7 @@ use crate::runtime::Paths;
 pub use view::KeepalivedView;
 
 const KEEPALIVED_TEMPLATE: &str = include_str!("templates/keepalived.conf.j2");
+const COROSYNC_TEMPLATE: &str = include_str!("templates/corosync.conf.j2");
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -18,8 +20,32 @@ pub enum RenderError {
         cluster: String,
         known: String,
     },
-    #[error("rendering keepalived.conf: {0}")]
+    #[error("cluster {0:?} has no `quorum:` section: it runs without corosync")]
+    NoQuorum(String),
+    #[error("rendering: {0}")]
     Template(#[from] minijinja::Error),
+}
+
+/// corosync.conf of the cluster (the same on every node).
+pub fn corosync_conf(cluster: &Cluster) -> Result<String, RenderError> {
+    let view = corosync::CorosyncView::new(cluster)
+        .ok_or_else(|| RenderError::NoQuorum(cluster.name.clone()))?;
+    render(COROSYNC_TEMPLATE, &view)
+}
+
+fn render(template: &str, view: &impl serde::Serialize) -> Result<String, RenderError> {
+    let mut env = Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()?,
+    );
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template("file", template)?;
+    Ok(env
+        .get_template("file")?
+        .render(minijinja::value::Serde(view))?)
 }
 
 /// keepalived.conf for `node`: identical input gives byte-identical output.
@@ -46,16 +72,5 @@ pub fn keepalived_conf_for(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-    let mut env = Environment::new();
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .build()?,
-    );
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_template("keepalived.conf", KEEPALIVED_TEMPLATE)?;
-    Ok(env
-        .get_template("keepalived.conf")?
-        .render(minijinja::value::Serde(&view))?)
+    render(KEEPALIVED_TEMPLATE, &view)
 }

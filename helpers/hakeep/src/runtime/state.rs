@@ -88,6 +88,13 @@ pub struct GroupState {
     pub floating_ips: Vec<IpStatus>,
     pub problems: Vec<String>,
     pub last_transition: Option<Transition>,
+    /// `storage`, `watchdog` or `none` (the group's resolved `fencing:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing: Option<String>,
+    /// While this node waits before taking the group from a peer it cannot see: until
+    /// when, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_wait: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,7 +108,53 @@ pub struct AgentState {
     /// What is wrong with the node rather than a group (keepalived's notify FIFO silent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// The node's quorum as corosync reports it; absent without `quorum:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumState>,
     pub groups: BTreeMap<String, GroupState>,
+}
+
+/// What corosync says of this node's quorum (votequorum, and knet's links).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct QuorumState {
+    pub quorate: bool,
+    /// Whether the agent reaches corosync at all; without it the node is not quorate.
+    pub connected: bool,
+    /// When `quorate` last changed (or the agent first learnt it).
+    pub since: String,
+    /// Why the node is not quorate, or what is odd ("" when all is well).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The nodes in this node's membership, by name.
+    pub members: Vec<String>,
+    /// Votes needed for quorum, and the expected total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_votes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_votes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdevice: Option<QdeviceState>,
+    /// knet's view of each link to each peer.
+    #[serde(default)]
+    pub links: Vec<LinkState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct QdeviceState {
+    /// corosync-qdevice has registered with votequorum on this node.
+    pub registered: bool,
+    /// It is alive (polls votequorum in time).
+    pub alive: bool,
+    /// It casts its vote for this node's partition (qnetd chose it).
+    pub cast_vote: bool,
+    pub votes: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkState {
+    pub peer: String,
+    pub link: u32,
+    pub connected: bool,
 }
 
 /// Reads state.json.

@@ -30,6 +30,8 @@ fn group(vrrp: VrrpState, desired: &str, actual: &str) -> GroupState {
         floating_ips: Vec::new(),
         problems: Vec::new(),
         last_transition: None,
+        fencing: None,
+        fence_wait: None,
     }
 }
 

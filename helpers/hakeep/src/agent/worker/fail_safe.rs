@@ -59,7 +59,7 @@ impl Worker {
         if !input.keepalived_running {
             return;
         }
-        let want_fault = self.hold.is_some();
+        let want_fault = self.hold.is_some() || self.quorum_lost;
         let says_fault = std::fs::read_to_string(self.env.paths.track_file(&self.group.name))
             .is_ok_and(|t| t.trim() == "1");
         if want_fault && !says_fault {

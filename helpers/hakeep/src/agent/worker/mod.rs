@@ -11,6 +11,7 @@ mod fail_safe;
 mod holds;
 mod operator;
 mod publish;
+mod quorum;
 mod watch;
 
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use crate::runtime::{Paths, VrrpState};
 use super::events::Event;
 use super::ips::NodeIp;
 use super::lock::GroupLock;
-use super::mailbox::{Input, Mailbox};
+use super::mailbox::{Input, Mailbox, QuorumGate};
 use super::reconcile::{converge, Desired, Outcome};
 use super::records::Records;
 
@@ -60,6 +61,8 @@ pub struct Worker {
     last_transition: Option<Transition>,
     active_confirmed: bool,
     failed: Option<Failure>,
+    /// The track file says FAULT because the node lost quorum.
+    quorum_lost: bool,
     /// The worker's mailbox, for its heartbeats (set when it runs).
     mailbox: Option<Arc<Mailbox>>,
 }
@@ -92,6 +95,7 @@ impl Worker {
             last_transition: None,
             active_confirmed: false,
             failed: None,
+            quorum_lost: false,
             mailbox: None,
         }
     }
@@ -116,8 +120,8 @@ impl Worker {
             let input = mailbox.latest();
             let new_input = input.seq != seen;
             seen = input.seq;
-            if !input.known {
-                // Nothing is known of keepalived yet: never act on the defaults.
+            if !input.known || input.quorum == QuorumGate::Pending {
+                // Nothing is known of keepalived (or of quorum) yet: never act on defaults.
                 continue;
             }
             let resync_due = last_converge.elapsed() >= self.resync_interval();
@@ -153,7 +157,11 @@ impl Worker {
     }
 
     fn desired(&self, input: &Input) -> Desired {
-        if self.hold.is_none() && input.keepalived_running && input.vrrp == VrrpState::Master {
+        if self.hold.is_none()
+            && input.quorum.allows_serving()
+            && input.keepalived_running
+            && input.vrrp == VrrpState::Master
+        {
             Desired::Active
         } else {
             Desired::Standby
@@ -164,6 +172,7 @@ impl Worker {
         if self.hold_expired() {
             self.clear_hold("hold-down over; eligible again");
         }
+        self.follow_quorum(input);
         let desired = self.desired(input);
         if self.env.paths.in_maintenance(&self.group.name) {
             self.publish(input, desired, true, Vec::new());

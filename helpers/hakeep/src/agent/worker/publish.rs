@@ -10,7 +10,7 @@ use crate::runtime::state::{GroupState, IpStatus, ResourceStatus};
 use crate::runtime::VrrpState;
 
 use super::super::events::GroupLive;
-use super::super::mailbox::Input;
+use super::super::mailbox::{Input, QuorumGate};
 use super::super::reconcile::Desired;
 use super::Worker;
 
@@ -52,6 +52,9 @@ impl Worker {
                 present: self.env.addresses.has(&ip.interface, ip.address),
             })
             .collect();
+        if let QuorumGate::Lost(why) = &input.quorum {
+            problems.push(format!("no quorum: {why}; this node holds no group"));
+        }
         let active = resources.iter().filter(|r| r.observed == "active").count();
         let applicable = resources.iter().filter(|r| r.observed != "n/a").count();
         let actual = if applicable > 0 && active == applicable {
@@ -106,6 +109,8 @@ impl Worker {
                 floating_ips,
                 problems,
                 last_transition: self.last_transition.clone(),
+                fencing: Some(self.group.fencing.as_str().into()),
+                fence_wait: None,
             },
             &self.live(desired),
         );

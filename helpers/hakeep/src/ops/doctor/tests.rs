@@ -202,6 +202,7 @@ impl Fixture {
             updated: crate::runtime::state::timestamp(SystemTime::now()),
             keepalived_running: true,
             problems: problems.iter().map(|p| p.to_string()).collect(),
+            quorum: None,
             groups: Default::default(),
         };
         std::fs::write(

@@ -177,6 +177,17 @@ pub fn items(g: &GroupStatus, view: &View, columns: &ItemColumns, out: &mut Out)
     for p in &s.problems {
         out.wrapped(&head("problem: ", Tone::Bad), p, Tone::Bad, HANG);
     }
+    if let Some(wait) = &s.fence_wait {
+        out.wrapped(&head("fence wait: ", Tone::Warn), wait, Tone::Warn, HANG);
+    }
+    if let Some(fencing) = &s.fencing {
+        let tone = if fencing == "none" {
+            Tone::Warn
+        } else {
+            Tone::Plain
+        };
+        out.line(&columns.head("fencing", fencing, tone));
+    }
     let active = s.desired == "active";
     for r in &s.resources {
         let wrong = match r.observed.as_str() {

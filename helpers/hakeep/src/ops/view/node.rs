@@ -2,6 +2,7 @@
 //! the node, then its groups (group.rs), their lines aligned as one table.
 
 use crate::ops::status::{NodeStatus, Verdict};
+use crate::runtime::state::QuorumState;
 
 use super::group::{self, ItemColumns};
 use super::line::{Line, Out, Tone};
@@ -29,6 +30,10 @@ pub fn section(status: &NodeStatus, view: &View, out: &mut Out) {
     }
     for problem in &status.problems {
         out.wrapped(&Line::of("problem: ", Tone::Bad), problem, Tone::Bad, HANG);
+    }
+    if let Some(q) = &status.quorum {
+        let tone = if q.quorate { Tone::Plain } else { Tone::Bad };
+        out.wrapped(&Line::of("quorum: ", tone), &quorum_text(q), tone, HANG);
     }
     if status.groups.is_empty() {
         return;
@@ -72,8 +77,50 @@ fn header(status: &NodeStatus) -> Vec<Line> {
         running("keepalived", status.keepalived_running),
         running("agent", status.agent_running),
     ];
+    if let Some(q) = &status.quorum {
+        let mut line = Line::of("quorum: ", Tone::Plain);
+        if q.quorate {
+            line.push("quorate", Tone::Good);
+        } else {
+            line.push("NOT QUORATE", Tone::Bad);
+        }
+        fields.push(line);
+    }
     if status.maintenance {
         fields.push(Line::of("MAINTENANCE: the agent does not act", Tone::Warn));
     }
     fields
+}
+
+/// `members s1, s2; 2 of 3 votes needed; qdevice alive, voting; link 0 to s2 up`, and
+/// why the node is not quorate.
+fn quorum_text(q: &QuorumState) -> String {
+    let mut parts = Vec::new();
+    if !q.detail.is_empty() {
+        parts.push(q.detail.clone());
+    }
+    if q.connected {
+        parts.push(format!("members {}", q.members.join(", ")));
+    }
+    if let (Some(needed), Some(expected)) = (q.quorum_votes, q.expected_votes) {
+        parts.push(format!("{needed} of {expected} votes needed"));
+    }
+    if let Some(d) = &q.qdevice {
+        let mut state = vec![if d.alive { "alive" } else { "NOT ALIVE" }];
+        state.push(if d.cast_vote {
+            "voting for us"
+        } else {
+            "not voting for us"
+        });
+        parts.push(format!("qdevice {}", state.join(", ")));
+    }
+    for l in &q.links {
+        parts.push(format!(
+            "link {} to {} {}",
+            l.link,
+            l.peer,
+            if l.connected { "up" } else { "DOWN" }
+        ));
+    }
+    parts.join("; ")
 }

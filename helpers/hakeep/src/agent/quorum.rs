@@ -85,6 +85,7 @@ fn track() -> Result<quorum::Handle, String> {
 
 /// Runs on its own thread; `publish` gets every change of the picture.
 pub struct Follower {
+    cluster: String,
     /// corosync node ids to names, in `nodes:` order.
     names: Vec<(u32, String)>,
     me: u32,
@@ -100,6 +101,7 @@ impl Follower {
             .filter_map(|n| Some((cluster.corosync_nodeid(&n.name)?, n.name.clone())))
             .collect();
         Follower {
+            cluster: cluster.name.clone(),
             names,
             me: cluster.corosync_nodeid(node).unwrap_or(0),
             links: cluster.quorum.as_ref().map_or(1, |q| q.links.len() as u32),
@@ -178,9 +180,35 @@ impl Follower {
             ..QuorumState::default()
         };
         let Some(details) = details else {
-            state.detail = "votequorum: not reachable for the details".into();
+            // Without corosync's configuration the quorum cannot be trusted to be ours.
+            state.quorate = false;
+            state.detail = "votequorum: corosync's maps are not reachable".into();
             return state;
         };
+        // A corosync that runs another configuration (the package's default one-node
+        // cluster, say) is quorate about something else.
+        match cmap::get(&details.icmap, "totem.cluster_name") {
+            Ok(cmap::Data::String(name)) if name == self.cluster => {}
+            Err(e) => {
+                // corosync is going away (or restarting): the next notice says which.
+                state.quorate = false;
+                state.detail = format!("votequorum: corosync's configuration is unreadable ({e})");
+                return state;
+            }
+            other => {
+                let runs = match other {
+                    Ok(cmap::Data::String(name)) => format!("cluster {name:?}"),
+                    _ => "a cluster without a name".into(),
+                };
+                state.quorate = false;
+                state.detail = format!(
+                    "corosync runs {runs}, not {:?}: its corosync.conf is not the one \
+                     `hakeep render corosync` writes",
+                    self.cluster
+                );
+                return state;
+            }
+        }
         match votequorum::get_info(&details.votequorum, NodeId::from(self.me)) {
             Ok(info) => {
                 use votequorum::NodeInfoFlags as F;
@@ -243,6 +271,7 @@ impl Follower {
 struct Details {
     votequorum: votequorum::Handle,
     stats: cmap::Handle,
+    icmap: cmap::Handle,
 }
 
 impl Details {
@@ -255,6 +284,11 @@ impl Details {
         let votequorum =
             votequorum::initialize(&callbacks).map_err(|e| format!("libvotequorum: {e}"))?;
         let stats = cmap::initialize(cmap::Map::Stats).map_err(|e| format!("libcmap: {e}"))?;
-        Ok(Details { votequorum, stats })
+        let icmap = cmap::initialize(cmap::Map::Icmap).map_err(|e| format!("libcmap: {e}"))?;
+        Ok(Details {
+            votequorum,
+            stats,
+            icmap,
+        })
     }
 }

@@ -39,6 +39,16 @@ pub struct Plan {
     /// Every floating IP address of the cluster (without prefix): a peer's SSH connection
     /// may leave from one.
     pub floating_addresses: Vec<String>,
+    /// Set when the cluster has `quorum:`: the corosync role configures corosync (and
+    /// corosync-qdevice when `qdevice` names the qnetd host).
+    pub quorum: Option<QuorumPlan>,
+    /// Whether a group of this node is fenced by the watchdog (the node needs one).
+    pub watchdog: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuorumPlan {
+    pub qdevice: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -195,6 +205,7 @@ pub fn of(cluster: &Cluster, node: &str, node_source: &str) -> Plan {
                     .iter()
                     .flat_map(|a| alert_packages(&a.program)),
             )
+            .chain(quorum_packages(cluster))
             .map(|p| p.to_string()),
     );
     Plan {
@@ -217,7 +228,21 @@ pub fn of(cluster: &Cluster, node: &str, node_source: &str) -> Plan {
                 .flat_map(|g| &g.ips)
                 .map(|ip| ip.address.to_string()),
         ),
+        quorum: cluster.quorum.as_ref().map(|q| QuorumPlan {
+            qdevice: q.qdevice.as_ref().map(|d| d.host.clone()),
+        }),
+        watchdog: cluster.watchdog_fenced_on(node),
     }
+}
+
+/// corosync, and its qdevice when an arbitrator is configured.
+fn quorum_packages(cluster: &Cluster) -> impl Iterator<Item = &'static &'static str> {
+    let quorum: &[&str] = match &cluster.quorum {
+        None => &[],
+        Some(q) if q.qdevice.is_some() => &["corosync", "corosync-qdevice"],
+        Some(_) => &["corosync"],
+    };
+    quorum.iter()
 }
 
 /// The plan for people: one line per group, then what the node needs.

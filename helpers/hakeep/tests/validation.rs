@@ -235,6 +235,8 @@ fn quorum_and_fencing_defaults() {
     assert_eq!(fencing("nfs"), config::Fencing::Storage);
     assert_eq!(fencing("web"), config::Fencing::Watchdog);
     assert_eq!(cluster.corosync_nodeid("nfs2"), Some(2));
+    // qdevice's vote timeout + release_timeout + watchdog timeout + 2 s.
+    assert_eq!(cluster.fence_wait().as_secs(), 10 + 30 + 20 + 2);
 
     let without = config::from_str(
         "cluster.yml",

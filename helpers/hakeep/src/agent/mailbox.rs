@@ -23,6 +23,9 @@ pub struct Input {
     pub known: bool,
     /// Whether quorum lets this node serve.
     pub quorum: QuorumGate,
+    /// Nodes out of this node's corosync membership, and since when (the agent's start
+    /// for those it never saw): a watchdog-fenced group waits for them before a take.
+    pub absent: Vec<(String, Instant)>,
 }
 
 /// What quorum allows this node.
@@ -76,6 +79,7 @@ impl Mailbox {
                 seq: 0,
                 known: false,
                 quorum: QuorumGate::NotConfigured,
+                absent: Vec::new(),
             }),
             requests: Mutex::new(Vec::new()),
             changed: Condvar::new(),
@@ -122,12 +126,13 @@ impl Mailbox {
     }
 
     /// Quorum changed (or its first reading arrived); wakes the worker when it matters.
-    pub fn set_quorum(&self, gate: QuorumGate, trigger: &str) {
+    pub fn set_quorum(&self, gate: QuorumGate, absent: Vec<(String, Instant)>, trigger: &str) {
         let mut input = self.input();
-        if input.quorum == gate {
+        if input.quorum == gate && input.absent == absent {
             return;
         }
         input.quorum = gate;
+        input.absent = absent;
         input.trigger = trigger.to_string();
         input.seq += 1;
         self.changed.notify_all();

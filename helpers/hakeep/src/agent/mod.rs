@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod records;
 mod routes;
 mod supervise;
+mod watchdog;
 mod worker;
 
 use std::collections::HashMap;
@@ -124,6 +125,19 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         None => Arc::new(NoSystemd("no group on this node protects a systemd unit")),
     };
 
+    let watchdog = watchdog::Watchdog::for_node(cluster, node).map(Arc::new);
+    if let Some(dog) = &watchdog {
+        if let Err(e) = dog.start(runner.as_ref()) {
+            // Its groups cannot be taken here (a take needs the device armed).
+            log::error!("watchdog: {e}: watchdog-fenced groups will not be taken here");
+            records.set_node_problem(
+                "watchdog:",
+                Some(format!(
+                    "watchdog: {e}: watchdog-fenced groups cannot be taken here"
+                )),
+            );
+        }
+    }
     let env = Arc::new(worker::Env {
         runner: runner.clone(),
         units,
@@ -131,9 +145,10 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         addresses: addresses.clone(),
         paths: paths.clone(),
         records: records.clone(),
+        watchdog: watchdog.clone(),
     });
     if cluster.quorum.is_some() {
-        follow_quorum(cluster, node, &mailboxes, &records)?;
+        follow_quorum(cluster, node, &mailboxes, &records, watchdog.clone())?;
     }
     for group in &groups {
         let mailbox = mailboxes[&group.name].clone();
@@ -237,11 +252,15 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
     let mut readiness = readiness::Readiness::new(cluster, mailboxes.clone());
     readiness.ready(&records.summary());
     let mut next_resync = Instant::now() + resync;
+    let mut next_dog_pet: Option<Instant> = watchdog.as_ref().map(|_| Instant::now());
     let mut reader_alive = true;
     loop {
         let now = Instant::now();
         let mut wait = next_resync.saturating_duration_since(now);
         if let Some(pet) = readiness.next_pet_in() {
+            wait = wait.min(pet);
+        }
+        if let Some(pet) = next_dog_pet.map(|t| t.saturating_duration_since(now)) {
             wait = wait.min(pet);
         }
         let received = if reader_alive {
@@ -286,6 +305,13 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
             next_resync = Instant::now() + resync;
         }
         readiness.tick(&records.summary());
+        if let Some(dog) = &watchdog {
+            if next_dog_pet.is_none_or(|t| Instant::now() >= t) {
+                let hung = readiness.hung_worker().map(|(g, _)| g);
+                let first_pass = mailboxes.values().all(|m| m.had_first_pass());
+                next_dog_pet = Some(Instant::now() + dog.tick(hung.as_deref(), first_pass));
+            }
+        }
     }
 }
 
@@ -296,12 +322,32 @@ fn follow_quorum(
     node: &str,
     mailboxes: &Arc<HashMap<String, Arc<Mailbox>>>,
     records: &Arc<records::Records>,
+    watchdog: Option<Arc<watchdog::Watchdog>>,
 ) -> anyhow::Result<()> {
+    // Peers not seen since the agent started count as gone since then.
+    let start = Instant::now();
+    let mut absent: HashMap<String, Instant> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.name != node)
+        .map(|n| (n.name.clone(), start))
+        .collect();
+    let absent_list = |absent: &HashMap<String, Instant>| {
+        let mut list: Vec<(String, Instant)> =
+            absent.iter().map(|(n, t)| (n.clone(), *t)).collect();
+        list.sort();
+        list
+    };
     for mailbox in mailboxes.values() {
-        mailbox.set_quorum(mailbox::QuorumGate::Pending, "agent start");
+        mailbox.set_quorum(
+            mailbox::QuorumGate::Pending,
+            absent_list(&absent),
+            "agent start",
+        );
     }
     let follower = quorum::Follower::new(cluster, node);
     let (mailboxes, records) = (mailboxes.clone(), records.clone());
+    let peers: Vec<String> = absent.keys().cloned().collect();
     std::thread::Builder::new()
         .name("quorum".into())
         .spawn(move || {
@@ -309,6 +355,16 @@ fn follow_quorum(
             follower
                 .run(|state| {
                     records.set_quorum(state.clone());
+                    if let Some(dog) = &watchdog {
+                        dog.quorum(state.quorate);
+                    }
+                    for peer in &peers {
+                        if state.members.contains(peer) {
+                            absent.remove(peer);
+                        } else {
+                            absent.entry(peer.clone()).or_insert_with(Instant::now);
+                        }
+                    }
                     let (gate, trigger) = if state.quorate {
                         (mailbox::QuorumGate::Quorate, "quorum regained")
                     } else {
@@ -318,7 +374,7 @@ fn follow_quorum(
                         )
                     };
                     for mailbox in mailboxes.values() {
-                        mailbox.set_quorum(gate.clone(), trigger);
+                        mailbox.set_quorum(gate.clone(), absent_list(&absent), trigger);
                     }
                     // The first reading is no event: quorum did not change.
                     if last.is_some_and(|q| q != state.quorate) {

@@ -112,7 +112,8 @@ impl Readiness {
         }
     }
 
-    fn hung_worker(&self) -> Option<(String, Duration)> {
+    /// A worker that has not beaten within its budget, and for how long.
+    pub fn hung_worker(&self) -> Option<(String, Duration)> {
         self.mailboxes
             .iter()
             .map(|(name, m)| (name.clone(), m.since_beat()))

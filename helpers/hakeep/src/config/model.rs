@@ -121,6 +121,10 @@ impl AlertEvent {
     }
 }
 
+/// How long corosync-qdevice keeps its vote for a node that can no longer reach qnetd
+/// (votequorum's default device timeout, which the rendered corosync.conf keeps).
+pub const QDEVICE_VOTE_TIMEOUT_SECS: u32 = 10;
+
 /// `quorum:`: hakeep runs corosync (votequorum over knet) on every node; a node without
 /// quorum holds no group (docs/fencing.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,6 +441,24 @@ impl Cluster {
     pub fn corosync_nodeid(&self, name: &str) -> Option<u32> {
         let index = self.nodes.iter().position(|n| n.name == name)?;
         u32::try_from(index + 1).ok()
+    }
+
+    /// How long a node waits before it takes a watchdog-fenced group while a peer of the
+    /// group is out of its corosync membership: until that peer must have noticed it lost
+    /// quorum (qdevice's vote times out after 10 s), then released (`release_timeout`), or
+    /// been reset by its watchdog (`watchdog.timeout`), with 2 s for clocks and scheduling.
+    pub fn fence_wait(&self) -> std::time::Duration {
+        let Some(quorum) = &self.quorum else {
+            return std::time::Duration::ZERO;
+        };
+        let qdevice = if quorum.qdevice.is_some() {
+            QDEVICE_VOTE_TIMEOUT_SECS
+        } else {
+            0
+        };
+        std::time::Duration::from_secs(u64::from(
+            qdevice + quorum.release_timeout_secs + self.watchdog.timeout_secs + 2,
+        ))
     }
 
     /// Whether some group of `node` is fenced by the watchdog.

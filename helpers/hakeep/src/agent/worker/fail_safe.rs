@@ -105,8 +105,16 @@ impl Worker {
             "group {}: FAILED: {why}; {what}; retrying the release at every resync",
             self.group.name
         );
+        let escalation = if self.group.fencing == crate::config::Fencing::Watchdog {
+            format!(
+                "; the watchdog resets this node if it still fails {} s after the first failure",
+                self.release_timeout.as_secs()
+            )
+        } else {
+            String::new()
+        };
         if !matches!(self.failed, Some(Failure::KeepalivedStopped(_))) {
-            let text = format!("{why}; {what}; retrying the release at every resync");
+            let text = format!("{why}; {what}; retrying the release at every resync{escalation}");
             if self.failed.is_none() {
                 self.event(AlertEvent::Failed, "error", text.clone());
             }

@@ -8,6 +8,7 @@
 #[cfg(debug_assertions)]
 mod debug_hooks;
 mod fail_safe;
+mod fencing;
 mod holds;
 mod operator;
 mod publish;
@@ -45,6 +46,8 @@ pub struct Env {
     pub addresses: Arc<dyn AddressView>,
     pub paths: Paths,
     pub records: Arc<Records>,
+    /// The node's watchdog, when a group here is fenced by it.
+    pub watchdog: Option<Arc<super::watchdog::Watchdog>>,
 }
 
 pub struct Worker {
@@ -63,6 +66,13 @@ pub struct Worker {
     failed: Option<Failure>,
     /// The track file says FAULT because the node lost quorum.
     quorum_lost: bool,
+    /// While a watchdog-fenced take waits for a peer that left the membership.
+    fence_wait: Option<fencing::FenceWait>,
+    /// How long such a wait lasts from the peer's leaving.
+    fence_wait_length: Duration,
+    /// How long a failing release of a watchdog-fenced group is retried before the
+    /// watchdog resets the node (quorum.release_timeout).
+    release_timeout: Duration,
     /// The worker's mailbox, for its heartbeats (set when it runs).
     mailbox: Option<Arc<Mailbox>>,
 }
@@ -96,6 +106,14 @@ impl Worker {
             active_confirmed: false,
             failed: None,
             quorum_lost: false,
+            fence_wait: None,
+            fence_wait_length: fencing::wait_length(cluster),
+            release_timeout: secs(
+                cluster
+                    .quorum
+                    .as_ref()
+                    .map_or(30, |q| q.release_timeout_secs),
+            ),
             mailbox: None,
         }
     }
@@ -128,7 +146,11 @@ impl Worker {
             // A watched failure is handled (restart or fault) before any converge, so a
             // resync never restarts a crashed service behind the restart budget's back.
             let faulted = self.active_confirmed && self.watch_once();
-            if faulted || new_input || resync_due || self.hold_expired() {
+            let wait_over = self
+                .fence_wait
+                .as_ref()
+                .is_some_and(|w| Instant::now() >= w.until);
+            if faulted || new_input || resync_due || wait_over || self.hold_expired() {
                 last_converge = Instant::now();
                 let mut input = input.clone();
                 if faulted {
@@ -174,6 +196,7 @@ impl Worker {
         }
         self.follow_quorum(input);
         let desired = self.desired(input);
+        let desired = self.fence_take(input, desired);
         if self.env.paths.in_maintenance(&self.group.name) {
             self.publish(input, desired, true, Vec::new());
             return;
@@ -250,6 +273,7 @@ impl Worker {
         if desired == Desired::Standby && matches!(outcome, Outcome::Done | Outcome::AlreadyThere) {
             self.release_succeeded();
         }
+        self.fence_after(desired, &outcome);
         self.keep_track_file_in_line(input);
         if !steps.is_empty() {
             self.last_transition = Some(Transition {
@@ -288,6 +312,9 @@ impl Worker {
         }
         if let Some(hold) = &self.hold {
             wake = wake.min(hold.until);
+        }
+        if let Some(wait) = &self.fence_wait {
+            wake = wake.min(wait.until);
         }
         wake.saturating_duration_since(Instant::now())
             .max(Duration::from_millis(10))

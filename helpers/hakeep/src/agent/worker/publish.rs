@@ -110,7 +110,7 @@ impl Worker {
                 problems,
                 last_transition: self.last_transition.clone(),
                 fencing: Some(self.group.fencing.as_str().into()),
-                fence_wait: None,
+                fence_wait: self.fence_wait.as_ref().map(|w| w.text.clone()),
             },
             &self.live(desired),
         );

@@ -28,7 +28,8 @@ ansible-lint: deps
 	$(WITH_ANSIBLE); ansible-lint; yamllint -s .
 
 # Every shell script of the repository (.shellcheckrc: follow sourced files).
-SHELL_SCRIPTS = scripts/*.sh scripts/lib/*.sh .ci/run helpers/hakeep/tests/fixtures/*.sh dist/alerts/*
+SHELL_SCRIPTS = scripts/*.sh scripts/lib/*.sh .ci/run helpers/hakeep/tests/fixtures/*.sh dist/alerts/* \
+  molecule/lab/files/*.sh
 
 shell-lint: deps
 	shellcheck -x $(SHELL_SCRIPTS)

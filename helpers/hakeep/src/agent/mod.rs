@@ -51,7 +51,12 @@ const FULL_RESYNC_EVERY: u32 = 12;
 
 /// Runs the agent for `node` until the process is stopped. Stopping it leaves every
 /// resource as it is: an agent restart must never move a service.
-pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
+pub fn run(
+    cluster: &Cluster,
+    config: &std::path::Path,
+    node: &str,
+    paths: Paths,
+) -> anyhow::Result<()> {
     if cluster.node(node).is_none() {
         bail!("node {node:?} is not in cluster {:?}", cluster.name);
     }
@@ -146,6 +151,8 @@ pub fn run(cluster: &Cluster, node: &str, paths: Paths) -> anyhow::Result<()> {
         paths: paths.clone(),
         records: records.clone(),
         watchdog: watchdog.clone(),
+        cluster: Arc::new(cluster.clone()),
+        config: config.to_path_buf(),
     });
     if cluster.quorum.is_some() {
         follow_quorum(cluster, node, &mailboxes, &records, watchdog.clone())?;

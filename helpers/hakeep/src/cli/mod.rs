@@ -92,7 +92,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
                 return Ok(exit::PROBLEM);
             }
-            crate::agent::run(&cluster, &node, crate::runtime::Paths::default())?;
+            crate::agent::run(
+                &cluster,
+                &cli.config,
+                &node,
+                crate::runtime::Paths::default(),
+            )?;
             Ok(exit::OK)
         }
         Command::Status {

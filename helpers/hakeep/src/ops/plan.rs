@@ -44,6 +44,8 @@ pub struct Plan {
     pub quorum: Option<QuorumPlan>,
     /// Whether a group of this node is fenced by the watchdog (the node needs one).
     pub watchdog: bool,
+    /// The watchdog device of `watchdog:`.
+    pub watchdog_device: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -232,6 +234,7 @@ pub fn of(cluster: &Cluster, node: &str, node_source: &str) -> Plan {
             qdevice: q.qdevice.as_ref().map(|d| d.host.clone()),
         }),
         watchdog: cluster.watchdog_fenced_on(node),
+        watchdog_device: cluster.watchdog.device.display().to_string(),
     }
 }
 

@@ -59,7 +59,9 @@ impl Worker {
         if !input.keepalived_running {
             return;
         }
-        let want_fault = self.hold.is_some() || self.quorum_lost;
+        // A watchdog-fenced group's hold steps down only once its release is complete.
+        let want_fault =
+            (self.hold.is_some() && self.step_down_after_release.is_none()) || self.quorum_lost;
         let says_fault = std::fs::read_to_string(self.env.paths.track_file(&self.group.name))
             .is_ok_and(|t| t.trim() == "1");
         if want_fault && !says_fault {
@@ -89,7 +91,23 @@ impl Worker {
             .ips
             .iter()
             .any(|ip| self.env.addresses.has(&ip.interface, ip.address));
-        let what = if input.keepalived_running && (has_ips || input.vrrp == VrrpState::Master) {
+        let self_fence = self.group.fencing == crate::config::Fencing::Watchdog
+            && !self.quorum_lost
+            && self.env.watchdog.is_some();
+        let what = if self_fence {
+            if self.hold.is_none() {
+                let length =
+                    std::time::Duration::from_secs(u64::from(self.settings.hold_down_secs));
+                self.hold_without_step_down(
+                    crate::runtime::holds::HoldKind::Fault,
+                    why.clone(),
+                    length,
+                );
+                self.step_down_after_release = Some(format!("fault hold: {why}"));
+            }
+            "this node keeps the floating IPs (the peers must not take over while it may \
+             still serve)"
+        } else if input.keepalived_running && (has_ips || input.vrrp == VrrpState::Master) {
             if self.hold.is_none() {
                 self.raise_fault(why.clone());
             } else {

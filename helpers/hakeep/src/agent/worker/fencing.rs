@@ -2,8 +2,11 @@
 //! `fencing: watchdog` group it arms the watchdog (no armed device, no take), and while
 //! another node of the group is out of its corosync membership it waits until that node
 //! must have released the group or been reset by its own watchdog: it may still be serving
-//! on the other side of a partition. A peer still in the membership is quorate and obeys
-//! VRRP (a clean move: switchover, a peer seen BACKUP), so there is no wait for it.
+//! on the other side of a partition. A peer still in the membership is asked (the peers'
+//! SSH request `status`): one that reports the group standby has released it (a clean
+//! move: switchover, a peer seen BACKUP) and there is no wait; one that still serves it,
+//! or cannot be asked, is waited for (VRRP can see a peer go before corosync does, and a
+//! VRRP-only split leaves both nodes quorate).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,6 +16,9 @@ use crate::runtime::state::timestamp;
 use super::super::mailbox::Input;
 use super::super::reconcile::{Desired, Outcome};
 use super::Worker;
+
+/// How soon a take that waits for a peer in the membership asks it again.
+const PEER_RECHECK: Duration = Duration::from_secs(2);
 
 /// Until when a take waits, and why (shown in status as the group's fence wait).
 pub struct FenceWait {
@@ -28,7 +34,10 @@ impl Worker {
             return desired;
         }
         if !self.active_confirmed {
-            if let Some(wait) = self.wait_for_absent_peers(input) {
+            let wait = self
+                .wait_for_absent_peers(input)
+                .or_else(|| self.wait_for_serving_peers());
+            if let Some(wait) = wait {
                 if self
                     .fence_wait
                     .as_ref()
@@ -82,6 +91,45 @@ impl Worker {
                 self.fence_wait_length.as_secs()
             ),
         })
+    }
+
+    /// A peer of the group in the membership that still serves it, or cannot say.
+    fn wait_for_serving_peers(&self) -> Option<FenceWait> {
+        let env = &self.env;
+        for peer in self.group.nodes.iter().filter(|n| *n != &self.node) {
+            if let Some(mailbox) = &self.mailbox {
+                mailbox.beat();
+            }
+            let status = crate::ops::cluster_status::node_status(
+                &env.cluster,
+                &env.config,
+                &self.node,
+                peer,
+                &env.paths,
+            );
+            let state = status
+                .groups
+                .iter()
+                .find(|g| g.name == self.group.name)
+                .map(|g| g.state.actual.as_str());
+            let why = match (state, &status.error) {
+                (Some("standby"), _) => continue,
+                (Some(actual), _) => format!("{peer} still has it {actual}"),
+                (None, Some(e)) => {
+                    format!("{peer} cannot be asked whether it still serves it ({e})")
+                }
+                (None, None) => format!("{peer} does not report the group"),
+            };
+            return Some(FenceWait {
+                until: Instant::now() + PEER_RECHECK,
+                text: format!(
+                    "{why}; asking again in {} s (it is in the corosync membership: once it \
+                     releases, or leaves the membership, this node goes on)",
+                    PEER_RECHECK.as_secs()
+                ),
+            });
+        }
+        None
     }
 
     /// After a converge: the watchdog's claim follows what happened.

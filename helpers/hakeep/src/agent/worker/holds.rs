@@ -61,8 +61,16 @@ impl Worker {
             );
             self.event(event, "error", detail);
         }
+        let was_active = self.active_confirmed;
         self.hold_without_step_down(kind, reason, length);
-        self.step_down(&why);
+        if self.group.fencing == crate::config::Fencing::Watchdog && was_active {
+            // Watchdog fencing: this node keeps the floating IPs (and so the peers stay
+            // BACKUP) until its release is complete; a release that never completes ends
+            // in the watchdog's reset, and only then may a peer take over.
+            self.step_down_after_release = Some(why);
+        } else {
+            self.step_down(&why);
+        }
     }
 
     /// Records the hold but leaves keepalived as it is: a planned release runs while this

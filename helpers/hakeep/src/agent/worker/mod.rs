@@ -48,6 +48,10 @@ pub struct Env {
     pub records: Arc<Records>,
     /// The node's watchdog, when a group here is fenced by it.
     pub watchdog: Option<Arc<super::watchdog::Watchdog>>,
+    /// The cluster and the file it came from: a watchdog-fenced take asks the group's
+    /// other nodes (over the peers' SSH) whether they still serve it.
+    pub cluster: Arc<Cluster>,
+    pub config: std::path::PathBuf,
 }
 
 pub struct Worker {
@@ -66,6 +70,8 @@ pub struct Worker {
     failed: Option<Failure>,
     /// The track file says FAULT because the node lost quorum.
     quorum_lost: bool,
+    /// A watchdog-fenced group's step-down that waits for its release to complete (why).
+    step_down_after_release: Option<String>,
     /// While a watchdog-fenced take waits for a peer that left the membership.
     fence_wait: Option<fencing::FenceWait>,
     /// How long such a wait lasts from the peer's leaving.
@@ -106,6 +112,7 @@ impl Worker {
             active_confirmed: false,
             failed: None,
             quorum_lost: false,
+            step_down_after_release: None,
             fence_wait: None,
             fence_wait_length: fencing::wait_length(cluster),
             release_timeout: secs(
@@ -274,6 +281,11 @@ impl Worker {
             self.release_succeeded();
         }
         self.fence_after(desired, &outcome);
+        if desired == Desired::Standby && matches!(outcome, Outcome::Done | Outcome::AlreadyThere) {
+            if let Some(why) = self.step_down_after_release.take() {
+                self.step_down(&why);
+            }
+        }
         self.keep_track_file_in_line(input);
         if !steps.is_empty() {
             self.last_transition = Some(Transition {

@@ -159,6 +159,53 @@ fn cluster_of(nodes: Vec<NodeStatus>) -> ClusterStatus {
     }
 }
 
+/// edge2 cut off: not quorate, its proxy released; and a take waiting out a fence wait.
+fn partitioned() -> NodeStatus {
+    status(json!({
+        "schema": 1, "node": "lb2", "cluster": "edge",
+        "keepalived_running": true, "agent_running": true, "maintenance": false,
+        "quorum": {
+            "quorate": false, "connected": true, "since": "2026-12-03T17:42:10.000Z",
+            "detail": "this node's partition (lb2) lacks the votes for quorum",
+            "members": ["lb2"], "quorum_votes": 2, "expected_votes": 3,
+            "qdevice": { "registered": true, "alive": true, "cast_vote": false, "votes": 1 },
+            "links": [
+                { "peer": "lb1", "link": 0, "connected": false },
+                { "peer": "lb1", "link": 1, "connected": false }
+            ]
+        },
+        "groups": [
+            {
+                "name": "proxy", "ok": false, "vrrp_state": "FAULT",
+                "desired": "standby", "actual": "standby", "maintenance": false, "fault": null,
+                "resources": [ { "id": "service:haproxy.service", "observed": "inactive" } ],
+                "floating_ips": [ { "address": "192.0.2.100/24", "present": false } ],
+                "problems": ["no quorum: this node's partition (lb2) lacks the votes for quorum; this node holds no group"],
+                "last_transition": null,
+                "fencing": "watchdog"
+            },
+            {
+                "name": "api", "ok": false, "vrrp_state": "MASTER",
+                "desired": "standby", "actual": "standby", "maintenance": false, "fault": null,
+                "resources": [ { "id": "service:api.service", "observed": "inactive" } ],
+                "floating_ips": [ { "address": "192.0.2.101/24", "present": true } ],
+                "problems": [],
+                "last_transition": null,
+                "fencing": "watchdog",
+                "fence_wait": "until 2026-12-03T17:42:52.000Z: lb1 left the corosync membership 12 s ago and may still serve the group; it releases within its release timeout or its watchdog resets it (42 s in all)"
+            }
+        ]
+    }))
+}
+
+#[test]
+fn partitioned_node_at_80_columns() {
+    let out = node::render(&partitioned(), &view(Some(80)));
+    assert!(out.contains("quorum: NOT QUORATE"), "{out}");
+    assert!(out.contains("fence wait: "), "{out}");
+    insta::assert_snapshot!(out);
+}
+
 #[test]
 fn healthy_node_at_80_columns() {
     insta::assert_snapshot!(node::render(&healthy(), &view(Some(80))));
@@ -214,6 +261,7 @@ fn all_outputs(width: Option<usize>, colour: bool) -> Vec<String> {
     [
         node::render(&healthy(), &v),
         node::render(&troubled(), &v),
+        node::render(&partitioned(), &v),
         node::render(&unreachable("nfs3"), &v),
         cluster::render(&cluster, &v),
     ]

@@ -150,23 +150,29 @@ impl Follower {
                     if details.is_none() {
                         details = Details::connect().ok();
                     }
-                    self.picture(details.as_ref(), *quorate, members)
+                    let (state, stale) = self.picture(details.as_ref(), *quorate, members);
+                    if stale {
+                        // The handles went stale (corosync restarted): new ones next time.
+                        details = None;
+                    }
+                    state
                 }
                 Err(why) => QuorumState {
                     detail: why.clone(),
                     ..QuorumState::default()
                 },
             };
-            if state.connected && state.detail.starts_with("votequorum:") {
-                // The details' handles went stale (corosync restarted): new ones next time.
-                details = None;
-            }
             self.update(state, publish);
         }
     }
 
-    /// Everything status shows, read now.
-    fn picture(&self, details: Option<&Details>, quorate: bool, members: &[u32]) -> QuorumState {
+    /// Everything status shows, read now, and whether `details` failed (to be reopened).
+    fn picture(
+        &self,
+        details: Option<&Details>,
+        quorate: bool,
+        members: &[u32],
+    ) -> (QuorumState, bool) {
         let name = |id: u32| {
             self.names
                 .iter()
@@ -183,7 +189,7 @@ impl Follower {
             // Without corosync's configuration the quorum cannot be trusted to be ours.
             state.quorate = false;
             state.detail = "votequorum: corosync's maps are not reachable".into();
-            return state;
+            return (state, true);
         };
         // A corosync that runs another configuration (the package's default one-node
         // cluster, say) is quorate about something else.
@@ -193,7 +199,7 @@ impl Follower {
                 // corosync is going away (or restarting): the next notice says which.
                 state.quorate = false;
                 state.detail = format!("votequorum: corosync's configuration is unreadable ({e})");
-                return state;
+                return (state, true);
             }
             other => {
                 let runs = match other {
@@ -206,9 +212,10 @@ impl Follower {
                      `hakeep render corosync` writes",
                     self.cluster
                 );
-                return state;
+                return (state, false);
             }
         }
+        let mut stale = false;
         match votequorum::get_info(&details.votequorum, NodeId::from(self.me)) {
             Ok(info) => {
                 use votequorum::NodeInfoFlags as F;
@@ -223,7 +230,10 @@ impl Follower {
                     });
                 }
             }
-            Err(e) => state.detail = format!("votequorum: {e}"),
+            Err(e) => {
+                state.detail = format!("votequorum: {e}");
+                stale = true;
+            }
         }
         for (id, peer) in self.names.iter().filter(|(id, _)| *id != self.me) {
             for link in 0..self.links {
@@ -242,7 +252,7 @@ impl Follower {
                 state.members.join(", ")
             );
         }
-        state
+        (state, stale)
     }
 
     /// Publishes `state` when it differs from the last one; `since` moves only when

@@ -49,13 +49,9 @@ impl Watchdog {
         if !cluster.watchdog_fenced_on(node) {
             return None;
         }
-        let release = cluster
-            .quorum
-            .as_ref()
-            .map_or(30, |q| q.release_timeout_secs);
         Some(Watchdog {
             settings: cluster.watchdog.clone(),
-            release_timeout: Duration::from_secs(u64::from(release)),
+            release_timeout: cluster.release_timeout(),
             state: Mutex::new(State {
                 device: None,
                 claims: HashMap::new(),

@@ -125,6 +125,9 @@ impl AlertEvent {
 /// (votequorum's default device timeout, which the rendered corosync.conf keeps).
 pub const QDEVICE_VOTE_TIMEOUT_SECS: u32 = 10;
 
+/// `quorum.release_timeout` when the file does not say.
+pub const DEFAULT_RELEASE_TIMEOUT_SECS: u32 = 30;
+
 /// `quorum:`: hakeep runs corosync (votequorum over knet) on every node; a node without
 /// quorum holds no group (docs/fencing.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -459,6 +462,16 @@ impl Cluster {
         std::time::Duration::from_secs(u64::from(
             qdevice + quorum.release_timeout_secs + self.watchdog.timeout_secs + 2,
         ))
+    }
+
+    /// How long a node without quorum, or with a failing release of a watchdog-fenced
+    /// group, has to release before its watchdog resets it.
+    pub fn release_timeout(&self) -> std::time::Duration {
+        let secs = self
+            .quorum
+            .as_ref()
+            .map_or(DEFAULT_RELEASE_TIMEOUT_SECS, |q| q.release_timeout_secs);
+        std::time::Duration::from_secs(u64::from(secs))
     }
 
     /// Whether some group of `node` is fenced by the watchdog.

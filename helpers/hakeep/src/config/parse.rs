@@ -606,8 +606,8 @@ fn command(r: &mut Reader, node: &Node, path: &FieldPath) -> Option<Vec<String>>
     argv.into_iter().collect()
 }
 
-/// A mapping of named entries (`nodes:`, `groups:`), each name checked.
-fn named_entries<T>(
+/// A mapping of named entries (`nodes:`, `groups:`, a quorum link), each name checked.
+pub(super) fn named_entries<T>(
     r: &mut Reader,
     node: &Node,
     path: &FieldPath,

@@ -8,7 +8,7 @@ use marked_yaml::Node;
 
 use super::diagnostic::quoted;
 use super::model::*;
-use super::parse::{checked_string, scalar_text};
+use super::parse::{checked_string, named_entries, scalar_text};
 use super::reader::{pos_of, FieldPath, Reader};
 use super::syntax;
 
@@ -17,7 +17,6 @@ const MAX_LINKS: usize = 8;
 /// corosync-qnetd's default port.
 const QNETD_PORT: u16 = 5403;
 const DEFAULT_TOKEN_MS: u32 = 3000;
-const DEFAULT_RELEASE_TIMEOUT_SECS: u32 = 30;
 
 /// The links as read: each a map of node name to its address there, in file order.
 pub type RawLinks = Vec<Vec<(String, IpAddr, FieldPath)>>;
@@ -66,19 +65,11 @@ pub fn quorum(r: &mut Reader, node: &Node, path: &FieldPath) -> Option<(QuorumSe
     ))
 }
 
+/// A link: each node's address on it (names that are not nodes are reported later).
 fn link(r: &mut Reader, node: &Node, path: &FieldPath) -> Vec<(String, IpAddr, FieldPath)> {
-    let Some(map) = r.mapping(node, path) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (key, value) in map.iter() {
-        let p = path.key(key.as_str());
-        r.remember_at(&p, pos_of(key.span()));
-        if let Some(address) = checked_string(r, value, &p, syntax::ip_address) {
-            out.push((key.as_str().to_string(), address, p));
-        }
-    }
-    out
+    named_entries(r, node, path, |r, name, value, p| {
+        checked_string(r, value, p, syntax::ip_address).map(|address| (name, address, p.clone()))
+    })
 }
 
 fn qdevice(r: &mut Reader, node: &Node, path: &FieldPath) -> Option<Qdevice> {

@@ -149,8 +149,3 @@ impl Worker {
         }
     }
 }
-
-/// How long the take side waits for an absent peer (Cluster::fence_wait).
-pub fn wait_length(cluster: &crate::config::Cluster) -> Duration {
-    cluster.fence_wait()
-}

@@ -114,13 +114,8 @@ impl Worker {
             quorum_lost: false,
             step_down_after_release: None,
             fence_wait: None,
-            fence_wait_length: fencing::wait_length(cluster),
-            release_timeout: secs(
-                cluster
-                    .quorum
-                    .as_ref()
-                    .map_or(30, |q| q.release_timeout_secs),
-            ),
+            fence_wait_length: cluster.fence_wait(),
+            release_timeout: cluster.release_timeout(),
             mailbox: None,
         }
     }
